@@ -1,0 +1,445 @@
+"""`extracted_frames`: one streaming pass over each bag for all selected image topics.
+
+Frames are decoded and encoded on a bounded thread pool (OpenCV releases the GIL), written into an
+uncommitted version folder, indexed per bag (``index/part-<bag>.parquet``), and committed last with
+a drive-wide ``index.parquet``. A bag can be extracted on its own (one Batch array child per bag) and the
+parts merged by `finalize_extract`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import threading
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rosbag_assets.jobs import images, publish
+from rosbag_assets.jobs import result as r
+from rosbag_assets.jobs.bagio import BagReadError, bag_uri, describe_error, open_bag
+from rosbag_assets.jobs.drives import BagRef
+from rosbag_assets.jobs.storage import FileInfo, Storage, join_key
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+INDEX_COLUMNS = [
+    "drive", "bag", "topic", "stamp_ns", "log_time_ns", "width", "height", "encoding", "format",
+    "frame_key", "path", "bytes",
+]  # fmt: skip
+
+
+@dataclass
+class ExtractOptions:
+    """What to extract and how to write it."""
+
+    topics: list[str] | None = None  # None: every Image and CompressedImage topic
+    max_rate_hz: float | None = None  # per topic; None keeps every frame
+    start_offset_s: float | None = None  # time window relative to each bag's first message
+    end_offset_s: float | None = None
+    image_format: str = "jpeg"  # "jpeg" or "png" for raw images (depth is always lossless)
+    jpeg_quality: int = 90
+    max_width: int | None = None  # resize keeping aspect, never upscale
+    max_height: int | None = None
+    reencode_compressed: bool = False  # CompressedImage is passed through untouched unless asked or resized
+    workers: int = 0  # encoder threads; 0 = all cores
+    max_in_flight: int = 0  # bounded queue of frames being encoded; 0 = 4 x workers
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ExtractOptions:
+        data = dict(data or {})
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown extract options: {sorted(unknown)}")
+        opts = cls(**data)
+        if opts.image_format not in ("jpeg", "png"):
+            raise ValueError(f"image_format must be 'jpeg' or 'png', got {opts.image_format!r}")
+        if not 1 <= opts.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be 1..100, got {opts.jpeg_quality}")
+        if opts.max_rate_hz is not None and opts.max_rate_hz <= 0:
+            raise ValueError("max_rate_hz must be positive")
+        return opts
+
+    @property
+    def resizing(self) -> bool:
+        return bool(self.max_width or self.max_height)
+
+
+def topic_slug(topic: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", topic.strip("/")) or "root"
+
+
+@dataclass
+class BagExtraction:
+    """What one bag contributed: index rows, counts and problems."""
+
+    bag: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped_rate: int = 0
+    skipped_window: int = 0
+    errors: list[str] = field(default_factory=list)
+    topics_seen: dict[str, int] = field(default_factory=dict)  # image topic -> messages in the bag
+    seconds: float = 0.0
+
+
+class _Encoder:
+    """A bounded pool that turns messages into stored frame files."""
+
+    def __init__(self, staging: publish.Staging, opts: ExtractOptions):
+        self.staging = staging
+        self.opts = opts
+        workers = opts.workers or os.cpu_count() or 1
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="encode")
+        self.slots = threading.BoundedSemaphore(opts.max_in_flight or 4 * workers)
+        self.futures: list[Future] = []
+
+    def submit(self, fn: Any, *args: Any) -> Future:
+        self.slots.acquire()
+        fut = self.pool.submit(fn, *args)
+        fut.add_done_callback(lambda _: self.slots.release())
+        self.futures.append(fut)
+        return fut
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _stamp_ns(msg: Any, log_time: int) -> int:
+    stamp = msg.header.stamp
+    ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    return ns if ns > 0 else int(log_time)
+
+
+def _encode_raw(msg: Any, opts: ExtractOptions) -> tuple[bytes, str, int, int]:
+    img = images.image_to_array(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
+    if opts.resizing:
+        img = images.resize_keep_aspect(img, opts.max_width, opts.max_height)
+    data, ext = images.encode_array(img, opts.image_format, opts.jpeg_quality)
+    return data, ext, img.shape[1], img.shape[0]
+
+
+def _encode_compressed(msg: Any, opts: ExtractOptions) -> tuple[bytes, str, int, int, str]:
+    raw = msg.data
+    fmt = images.compressed_format(msg.format, raw)
+    if opts.resizing or opts.reencode_compressed:
+        img = images.decode_compressed(raw)
+        if opts.resizing:
+            img = images.resize_keep_aspect(img, opts.max_width, opts.max_height)
+        data, ext = images.encode_array(img, opts.image_format, opts.jpeg_quality)
+        return data, ext, img.shape[1], img.shape[0], fmt
+    data = raw.tobytes() if isinstance(raw, np.ndarray) else bytes(raw)
+    width, height = _compressed_size(data)
+    return data, ".jpg" if fmt == "jpeg" else ".png", width, height, fmt
+
+
+def _compressed_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the JPEG/PNG header, without decoding pixels."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return im.size
+
+
+def select_connections(reader: Any, topics: list[str] | None) -> list[Any]:
+    return [
+        c for c in reader.connections
+        if c.msgtype in (IMAGE, COMPRESSED) and (topics is None or c.topic in topics)
+    ]  # fmt: skip
+
+
+def extract_bag(
+    *, drive: str, source: Storage, bag: BagRef, staging: publish.Staging, opts: ExtractOptions, log: r.JobLog
+) -> BagExtraction:
+    """Stream one bag once, writing every selected frame into `staging`; return its index rows."""
+    out = BagExtraction(bag.name)
+    t0 = time.perf_counter()
+    encoder = _Encoder(staging, opts)
+    pending: list[tuple[Future, dict[str, Any]]] = []
+    failed_topics: dict[str, str] = {}
+    uri = bag_uri(source, bag)
+    try:
+        with open_bag(source, bag) as reader:
+            conns = select_connections(reader, opts.topics)
+            for conn in conns:
+                out.topics_seen[conn.topic] = out.topics_seen.get(conn.topic, 0) + int(conn.msgcount or 0)
+            if not conns:
+                return out
+            start = reader.start_time
+            window = (
+                start + int(opts.start_offset_s * 1e9) if opts.start_offset_s is not None else None,
+                start + int(opts.end_offset_s * 1e9) if opts.end_offset_s is not None else None,
+            )
+            min_gap = int(1e9 / opts.max_rate_hz) if opts.max_rate_hz else 0
+            last_kept: dict[str, int] = {}
+            used_names: Counter[str] = Counter()
+            for conn, log_time, rawdata in reader.messages(connections=conns):
+                if conn.topic in failed_topics:
+                    continue
+                if (window[0] is not None and log_time < window[0]) or (
+                    window[1] is not None and log_time > window[1]
+                ):
+                    out.skipped_window += 1
+                    continue
+                try:
+                    msg = reader.deserialize(rawdata, conn.msgtype)
+                except Exception as exc:
+                    failed_topics[conn.topic] = (
+                        f"{uri} topic {conn.topic}: cannot deserialize ({describe_error(exc)})"
+                    )
+                    continue
+                stamp = _stamp_ns(msg, log_time)
+                if min_gap and conn.topic in last_kept and stamp - last_kept[conn.topic] < min_gap:
+                    out.skipped_rate += 1
+                    continue
+                last_kept[conn.topic] = stamp
+                base = f"frames/{bag.slug}/{topic_slug(conn.topic)}/{stamp:019d}"
+                used_names[base] += 1
+                if used_names[base] > 1:  # duplicate stamp: never overwrite
+                    base = f"{base}-{used_names[base] - 1}"
+                row = {
+                    "drive": drive, "bag": bag.name, "topic": conn.topic, "stamp_ns": stamp,
+                    "log_time_ns": int(log_time),
+                }  # fmt: skip
+                if conn.msgtype == IMAGE:
+                    row["encoding"] = msg.encoding
+                    fut = encoder.submit(_write_raw, staging, base, msg, opts)
+                else:
+                    row["encoding"] = msg.format or "compressed"
+                    fut = encoder.submit(_write_compressed, staging, base, msg, opts)
+                pending.append((fut, row))
+                if len(pending) >= 256:
+                    _collect(pending, out, failed_topics, uri)
+    except BagReadError as exc:
+        out.errors.append(str(exc))
+    except Exception as exc:  # corrupt chunk mid-bag, decompression error, ...
+        out.errors.append(
+            f"{uri}: read failed after {len(out.rows) + len(pending)} frames ({describe_error(exc)})"
+        )
+    finally:
+        encoder.close()
+        _collect(pending, out, failed_topics, uri)
+    out.errors.extend(failed_topics.values())
+    for error in out.errors:
+        log.warning(error)
+    out.seconds = time.perf_counter() - t0
+    log.info(f"{uri}: {len(out.rows)} frames in {out.seconds:.2f}s")
+    return out
+
+
+def _write_raw(staging: publish.Staging, base: str, msg: Any, opts: ExtractOptions) -> dict[str, Any]:
+    data, ext, width, height = _encode_raw(msg, opts)
+    key = f"{base}{ext}"
+    staging.write_bytes(key, data)
+    return {"width": width, "height": height, "format": ext.lstrip("."), "frame_key": key, "bytes": len(data)}
+
+
+def _write_compressed(staging: publish.Staging, base: str, msg: Any, opts: ExtractOptions) -> dict[str, Any]:
+    data, ext, width, height, _ = _encode_compressed(msg, opts)
+    key = f"{base}{ext}"
+    staging.write_bytes(key, data)
+    return {"width": width, "height": height, "format": ext.lstrip("."), "frame_key": key, "bytes": len(data)}
+
+
+def _collect(
+    pending: list[tuple[Future, dict[str, Any]]], out: BagExtraction, failed: dict[str, str], uri: str
+) -> None:
+    """Move finished frames into the index, in submission order; remember topics that cannot be decoded."""
+    for fut, row in pending:
+        try:
+            info = fut.result()
+        except (images.UnsupportedEncodingError, ValueError) as exc:
+            failed.setdefault(row["topic"], f"{uri} topic {row['topic']}: {exc}")
+            continue
+        row.update(info)
+        out.rows.append(row)
+    pending.clear()
+
+
+def _part_key(bag: BagRef) -> str:
+    return f"index/part-{bag.slug}.parquet"
+
+
+def write_part(staging: publish.Staging, bag: BagRef, extraction: BagExtraction) -> None:
+    """Store a bag's index rows and report inside the (uncommitted) version."""
+    frame = pd.DataFrame(extraction.rows, columns=[c for c in INDEX_COLUMNS if c != "path"])
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    staging.write_bytes(_part_key(bag), buf.getvalue())
+    report = {k: v for k, v in asdict(extraction).items() if k != "rows"}
+    import json
+
+    staging.write_bytes(f"index/part-{bag.slug}.json", json.dumps(report).encode())
+
+
+def bags_from_inventory(manifest: dict[str, Any]) -> list[BagRef]:
+    """The readable bags recorded by the committed `raw_bags` version."""
+    return [
+        BagRef(b["name"], b["format"], [FileInfo(k, 0, "") for k in b["keys"]], b.get("has_metadata", False))
+        for b in manifest["bags"]
+        if b["ok"]
+    ]
+
+
+def finalize_extract(
+    *,
+    drive: str,
+    staging: publish.Staging,
+    bags: list[BagRef],
+    opts: ExtractOptions,
+    log: r.JobLog,
+    elapsed_s: float | None = None,
+) -> r.JobResult:
+    """Merge per-bag parts into ``index.parquet``, evaluate checks and commit the version."""
+    import json
+
+    frames, reports = [], []
+    for bag in bags:
+        try:
+            frames.append(
+                pd.read_parquet(io.BytesIO(staging.storage.read_bytes(staging.key(_part_key(bag)))))
+            )
+            reports.append(json.loads(staging.storage.read_bytes(staging.key(f"index/part-{bag.slug}.json"))))
+        except FileNotFoundError as exc:
+            raise RuntimeError(
+                f"bag {bag.name}: its extraction part is missing from {staging.uri()}"
+            ) from exc
+    index = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=INDEX_COLUMNS)
+    index["path"] = [staging.uri(k) for k in index["frame_key"]]
+    index = index[INDEX_COLUMNS].sort_values(["bag", "topic", "stamp_ns", "frame_key"], ignore_index=True)
+    buf = io.BytesIO()
+    index.to_parquet(buf, index=False)
+    staging.write_bytes("index.parquet", buf.getvalue())
+
+    topics_seen: dict[str, int] = defaultdict(int)
+    for rep in reports:
+        for topic, count in rep["topics_seen"].items():
+            topics_seen[topic] += count
+    per_topic = index.groupby("topic").agg(frames=("frame_key", "size"), bytes=("bytes", "sum"),
+                                           width=("width", "max"), height=("height", "max"))  # fmt: skip
+    per_topic_rows = [
+        {"topic": t, "messages": topics_seen.get(t, 0),
+         "frames": int(per_topic.loc[t, "frames"]) if t in per_topic.index else 0,
+         "bytes": int(per_topic.loc[t, "bytes"]) if t in per_topic.index else 0,
+         "size": f"{int(per_topic.loc[t, 'width'])}x{int(per_topic.loc[t, 'height'])}" if t in per_topic.index else ""}
+        for t in sorted(set(topics_seen) | set(per_topic.index))
+    ]  # fmt: skip
+    errors = [e for rep in reports for e in rep["errors"]]
+    silent = [t["topic"] for t in per_topic_rows if t["messages"] > 0 and t["frames"] == 0]
+    empty = [t["topic"] for t in per_topic_rows if t["messages"] == 0]
+    if opts.topics:
+        missing = sorted(set(opts.topics) - set(topics_seen))
+        for topic in missing:
+            log.warning(f"drive {drive}: requested topic {topic} is in none of the bags")
+        silent += missing
+    for topic in empty:
+        log.warning(f"drive {drive}: image topic {topic} has no messages")
+
+    manifest = {"drive": drive, "frames": len(index), "options": asdict(opts), "errors": errors}
+    uri = staging.commit(manifest)
+    log.info(f"committed {len(index)} frames to {uri}")
+    total_bytes = int(index["bytes"].sum()) if len(index) else 0
+    metadata = {
+        "frames": r.integer(len(index)),
+        "bytes": r.integer(total_bytes),
+        "topics": r.integer(len(per_topic_rows)),
+        "bags": r.integer(len(bags)),
+        "frames_per_topic": r.table(
+            per_topic_rows,
+            [
+                ("topic", "string"),
+                ("messages", "int"),
+                ("frames", "int"),
+                ("bytes", "int"),
+                ("size", "string"),
+            ],
+        ),
+        "skipped_by_rate": r.integer(sum(rep["skipped_rate"] for rep in reports)),
+        "skipped_by_window": r.integer(sum(rep["skipped_window"] for rep in reports)),
+        "index": r.uri_value(staging.uri("index.parquet")),
+        "frames_root": r.uri_value(uri),
+        "options": r.json_value(asdict(opts)),
+    }
+    if elapsed_s is not None:
+        metadata["elapsed_s"] = r.number(elapsed_s)
+        metadata["frames_per_s"] = r.number(len(index) / elapsed_s if elapsed_s else 0.0)
+    if errors:
+        metadata["problems"] = r.md("\n".join(f"- {e}" for e in errors))
+    checks = [
+        r.CheckOutcome(
+            "every_image_topic_has_frames",
+            passed=not silent,
+            description="every image topic with messages produced at least one frame",
+            metadata={"topics_without_frames": r.json_value(sorted(set(silent))),
+                      "empty_topics": r.json_value(empty)},
+        ),
+        r.CheckOutcome(
+            "no_extraction_errors",
+            passed=not errors,
+            severity="WARN",
+            description="no bag or topic failed to read or decode",
+            metadata={"errors": r.json_value(errors)},
+        ),
+    ]  # fmt: skip
+    return r.JobResult(metadata=metadata, checks=checks, data_version=_index_version(index))
+
+
+def _index_version(index: pd.DataFrame) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, size in zip(index["frame_key"], index["bytes"], strict=True):
+        h.update(f"{key}\0{size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def run_extract(
+    *,
+    drive: str,
+    source: Storage,
+    output: Storage,
+    options: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    version: str | None = None,
+    bag_names: list[str] | None = None,
+    commit: bool = True,
+    log: r.JobLog | None = None,
+) -> r.JobResult:
+    """Extract frames of the drive's readable bags (or only `bag_names`), then commit unless told not to.
+
+    With ``commit=False`` and a shared `version`, several workers (e.g. one Batch array child per bag) can
+    each write their bag's part; a final call with ``bag_names=[]`` and ``commit=True`` merges and commits.
+    """
+    log = log or r.default_log()
+    opts = ExtractOptions.from_dict(options)
+    t0 = time.perf_counter()
+    _, inventory = publish.require_current(output, join_key(drive, "raw_bags"))
+    bags = bags_from_inventory(inventory)
+    asset_prefix = join_key(drive, "extracted_frames")
+    staging = (
+        publish.Staging(output, asset_prefix, version)
+        if version
+        else publish.begin(output, asset_prefix, run_id)
+    )
+    todo = bags if bag_names is None else [b for b in bags if b.name in bag_names]
+    if bag_names is not None and len(todo) != len(bag_names):
+        unknown = sorted(set(bag_names) - {b.name for b in bags})
+        raise ValueError(f"drive {drive}: bags {unknown} are not readable bags of the inventory")
+    for bag in todo:
+        write_part(
+            staging,
+            bag,
+            extract_bag(drive=drive, source=source, bag=bag, staging=staging, opts=opts, log=log),
+        )
+    if not commit:
+        return r.JobResult(
+            metadata={"bags_extracted": r.integer(len(todo)), "version": r.text(staging.version)}
+        )
+    return finalize_extract(
+        drive=drive, staging=staging, bags=bags, opts=opts, log=log, elapsed_s=time.perf_counter() - t0
+    )

@@ -1,0 +1,188 @@
+"""`raw_bags`: an inventory of every bag in a drive (format, size, time span, topics, problems)."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from rosbag_assets.jobs import publish
+from rosbag_assets.jobs import result as r
+from rosbag_assets.jobs.bagio import EMPTY_START, BagReadError, bag_uri, describe_error, open_bag
+from rosbag_assets.jobs.drives import BagRef, drive_fingerprint, find_bags
+from rosbag_assets.jobs.storage import Storage, join_key
+
+IMAGE_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}
+
+
+@dataclass
+class BagReport:
+    bag: BagRef
+    uri: str
+    topics: dict[str, tuple[str, int]] = field(default_factory=dict)  # topic -> (msgtype, count)
+    start_ns: int | None = None
+    end_ns: int | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def message_count(self) -> int:
+        return sum(count for _, count in self.topics.values())
+
+
+def inspect_bag(storage: Storage, bag: BagRef) -> BagReport:
+    """Read a bag's index (not its messages) and report what it holds, or why it cannot be read."""
+    report = BagReport(bag, bag_uri(storage, bag))
+    try:
+        with open_bag(storage, bag) as reader:
+            per_topic: dict[str, list[Any]] = defaultdict(lambda: [None, 0])
+            for conn in reader.connections:
+                entry = per_topic[conn.topic]
+                entry[0] = entry[0] or conn.msgtype
+                entry[1] += int(conn.msgcount or 0)
+            report.topics = {t: (v[0], v[1]) for t, v in sorted(per_topic.items())}
+            if reader.message_count and reader.start_time != EMPTY_START:
+                report.start_ns, report.end_ns = int(reader.start_time), int(reader.end_time)
+    except BagReadError as exc:
+        report.error = str(exc)
+        return report
+    except Exception as exc:  # a reader bug or corrupt index: still name the bag
+        report.error = f"{report.uri}: {describe_error(exc)}"
+        return report
+    if not report.message_count:
+        report.warnings.append(f"{report.uri}: the bag holds no messages")
+    for topic, (msgtype, count) in report.topics.items():
+        if count == 0:
+            report.warnings.append(f"{report.uri}: topic {topic} ({msgtype}) has no messages")
+    return report
+
+
+def bag_rows(drive: str, reports: list[BagReport]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(one row per bag, one row per bag x topic) for the Parquet inventory."""
+    bags, topics = [], []
+    for rep in reports:
+        duration = (rep.end_ns - rep.start_ns) / 1e9 if rep.start_ns is not None else None
+        image_topics = sorted(t for t, (ty, _) in rep.topics.items() if ty in IMAGE_TYPES)
+        bags.append(
+            {
+                "drive": drive,
+                "bag": rep.bag.name,
+                "uri": rep.uri,
+                "format": rep.bag.format,
+                "bytes": rep.bag.bytes,
+                "has_metadata_yaml": rep.bag.has_metadata,
+                "start_ns": rep.start_ns,
+                "end_ns": rep.end_ns,
+                "duration_s": duration,
+                "messages": rep.message_count,
+                "topics": len(rep.topics),
+                "image_topics": ",".join(image_topics),
+                "fingerprint": rep.bag.fingerprint(),
+                "ok": rep.error is None,
+                "error": rep.error,
+            }
+        )
+        for topic, (msgtype, count) in rep.topics.items():
+            topics.append(
+                {"drive": drive, "bag": rep.bag.name, "topic": topic, "msgtype": msgtype, "count": count}
+            )
+    return bags, topics
+
+
+def to_parquet(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
+    buf = io.BytesIO()
+    pd.DataFrame(rows, columns=columns).to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+BAG_COLUMNS = [
+    "drive", "bag", "uri", "format", "bytes", "has_metadata_yaml", "start_ns", "end_ns", "duration_s",
+    "messages", "topics", "image_topics", "fingerprint", "ok", "error",
+]  # fmt: skip
+TOPIC_COLUMNS = ["drive", "bag", "topic", "msgtype", "count"]
+
+
+def run_inventory(
+    *, drive: str, source: Storage, output: Storage, run_id: str | None = None, log: r.JobLog | None = None
+) -> r.JobResult:
+    """Inventory every bag under `source` and publish ``<drive>/raw_bags`` to `output`."""
+    log = log or r.default_log()
+    t0 = time.perf_counter()
+    bags, skipped = find_bags(source.list_files(""))
+    for name, reason in skipped:
+        log.warning(f"{source.uri(name)}: skipped, {reason}")
+    if not bags:
+        raise BagReadError(
+            f"{source.root_uri}: no bags found in drive {drive!r} (looked for .bag, .db3, .mcap)"
+        )
+    reports = []
+    for bag in bags:
+        rep = inspect_bag(source, bag)
+        if rep.error:
+            log.warning(f"unreadable bag: {rep.error}")
+        for warning in rep.warnings:
+            log.warning(warning)
+        reports.append(rep)
+        log.info(f"{rep.uri}: {rep.bag.format}, {rep.bag.bytes} bytes, {rep.message_count} messages")
+
+    bag_table, topic_table = bag_rows(drive, reports)
+    staging = publish.begin(output, join_key(drive, "raw_bags"), run_id)
+    staging.write_bytes("bags.parquet", to_parquet(bag_table, BAG_COLUMNS))
+    staging.write_bytes("topics.parquet", to_parquet(topic_table, TOPIC_COLUMNS))
+    fingerprint = drive_fingerprint(bags)
+    readable = [rep for rep in reports if rep.error is None]
+    manifest = {
+        "drive": drive,
+        "source": source.root_uri,
+        "fingerprint": fingerprint,
+        "bags": [
+            {"name": rep.bag.name, "format": rep.bag.format, "ok": rep.error is None,
+             "keys": [f.key for f in rep.bag.files], "has_metadata": rep.bag.has_metadata}
+            for rep in reports
+        ],
+        "skipped": [{"file": n, "reason": why} for n, why in skipped],
+    }  # fmt: skip
+    uri = staging.commit(manifest)
+
+    topics_summary: dict[str, list[Any]] = defaultdict(lambda: ["", 0])
+    for row in topic_table:
+        topics_summary[row["topic"]][0] = row["msgtype"]
+        topics_summary[row["topic"]][1] += row["count"]
+    metadata = {
+        "bags": r.integer(len(reports)),
+        "unreadable_bags": r.integer(len(reports) - len(readable)),
+        "skipped_files": r.integer(len(skipped)),
+        "bytes": r.integer(sum(rep.bag.bytes for rep in reports)),
+        "messages": r.integer(sum(rep.message_count for rep in reports)),
+        "duration_s": r.number(sum((row["duration_s"] or 0.0) for row in bag_table)),
+        "source": r.uri_value(source.root_uri),
+        "inventory": r.uri_value(uri),
+        "drive_fingerprint": r.text(fingerprint),
+        "bag_table": r.table(
+            bag_table,
+            [("bag", "string"), ("format", "string"), ("bytes", "int"), ("duration_s", "float"),
+             ("messages", "int"), ("image_topics", "string"), ("ok", "bool"), ("error", "string")],
+        ),
+        "topic_table": r.table(
+            [{"topic": t, "msgtype": v[0], "count": v[1]} for t, v in sorted(topics_summary.items())],
+            [("topic", "string"), ("msgtype", "string"), ("count", "int")],
+        ),
+        "elapsed_s": r.number(time.perf_counter() - t0),
+    }  # fmt: skip
+    problems = [rep.error for rep in reports if rep.error] + [f"{n}: {why}" for n, why in skipped]
+    if problems:
+        metadata["problems"] = r.md("\n".join(f"- {p}" for p in problems))
+    checks = [
+        r.CheckOutcome(
+            "all_bags_readable",
+            passed=not any(rep.error for rep in reports),
+            description="every bag in the drive opens and its index reads",
+            severity="WARN",
+            metadata={"unreadable": r.json_value([rep.error for rep in reports if rep.error])},
+        )
+    ]
+    return r.JobResult(metadata=metadata, checks=checks, data_version=fingerprint)

@@ -1,0 +1,90 @@
+"""What a job reports back: metadata and check outcomes, in dagster-pipes' wire format.
+
+Jobs return plain data; the Pipes entry point forwards it over `dagster-pipes`, and the in-process path
+hands the very same structure to Dagster. Metadata values are ``{"raw_value": v, "type": t}`` with the
+Pipes metadata types ("int", "float", "text", "md", "url", "path", "json", "table", ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+MetadataValue = dict[str, Any]
+
+
+def md(value: str) -> MetadataValue:
+    return {"raw_value": value, "type": "md"}
+
+
+def text(value: str) -> MetadataValue:
+    return {"raw_value": value, "type": "text"}
+
+
+def url(value: str) -> MetadataValue:
+    return {"raw_value": value, "type": "url"}
+
+
+def path(value: str) -> MetadataValue:
+    return {"raw_value": value, "type": "path"}
+
+
+def json_value(value: Any) -> MetadataValue:
+    return {"raw_value": value, "type": "json"}
+
+
+def integer(value: int) -> MetadataValue:
+    return {"raw_value": int(value), "type": "int"}
+
+
+def number(value: float) -> MetadataValue:
+    return {"raw_value": float(value), "type": "float"}
+
+
+def uri_value(value: str) -> MetadataValue:
+    """An s3:// or https:// address as a URL, a local path as a path."""
+    return url(value) if "://" in value else path(value)
+
+
+def table(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> MetadataValue:
+    """A table the Dagster UI renders. `columns` are (name, type) with type in string/int/float/bool."""
+    cast = {"int": int, "float": float, "bool": bool, "string": str}
+    rows = [
+        {name: (None if r.get(name) is None else cast[typ](r[name])) for name, typ in columns}
+        for r in records
+    ]
+    return {
+        "raw_value": {"records": rows, "schema": [{"name": n, "type": t} for n, t in columns]},
+        "type": "table",
+    }
+
+
+@dataclass
+class CheckOutcome:
+    """The result of one asset check evaluated inside the job."""
+
+    name: str
+    passed: bool
+    description: str = ""
+    severity: str = "ERROR"  # or "WARN"
+    metadata: dict[str, MetadataValue] = field(default_factory=dict)
+
+
+@dataclass
+class JobResult:
+    """Everything a job reports for one materialization."""
+
+    metadata: dict[str, MetadataValue] = field(default_factory=dict)
+    checks: list[CheckOutcome] = field(default_factory=list)
+    data_version: str | None = None
+
+
+class JobLog(Protocol):
+    def info(self, msg: str) -> None: ...
+    def warning(self, msg: str) -> None: ...
+
+
+def default_log(name: str = "rosbag_assets") -> JobLog:
+    return logging.getLogger(name)

@@ -1,0 +1,259 @@
+"""One storage interface over a local folder or an S3 prefix.
+
+Keys are '/'-separated paths relative to the storage root. The local folder and S3 share every code
+path above this module; only these few primitives differ.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A stored object: key relative to the storage root, size and a change token (etag or mtime)."""
+
+    key: str
+    size: int
+    token: str
+
+
+class Storage(Protocol):
+    """The primitives every storage backend provides."""
+
+    root_uri: str
+
+    def uri(self, key: str) -> str: ...
+    def list_files(self, prefix: str = "") -> Iterator[FileInfo]: ...
+    def list_dirs(self, prefix: str = "") -> list[str]: ...
+    def read_bytes(self, key: str) -> bytes: ...
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+    def upload_file(self, local_path: Path, key: str) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def delete_prefix(self, prefix: str) -> None: ...
+    def local_path(self, key: str) -> Path | None: ...
+    def download_file(self, key: str, local_path: Path) -> None: ...
+
+
+def join_key(*parts: str) -> str:
+    """Join key parts with '/', ignoring empty parts and stray slashes."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+class LocalStorage:
+    """Storage rooted at a local folder. Writes are atomic (temp file + rename)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+        self.root_uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve() if key else self.root
+        if path != self.root and self.root not in path.parents:
+            raise ValueError(f"key {key!r} escapes the storage root {self.root}")
+        return path
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key))
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def list_files(self, prefix: str = "") -> Iterator[FileInfo]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                full = Path(dirpath) / name
+                try:
+                    st = full.stat()
+                except FileNotFoundError:
+                    continue
+                yield FileInfo(full.relative_to(self.root).as_posix(), st.st_size, f"{st.st_mtime_ns}")
+
+    def list_dirs(self, prefix: str = "") -> list[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        with os.scandir(base) as entries:
+            return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def upload_file(self, local_path: Path, key: str) -> None:
+        path = self._path(key)
+        if Path(local_path).resolve() == path:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        shutil.copyfile(local_path, tmp)
+        os.replace(tmp, path)
+
+    def download_file(self, key: str, local_path: Path) -> None:
+        shutil.copyfile(self._path(key), local_path)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def delete_prefix(self, prefix: str) -> None:
+        path = self._path(prefix)
+        if path == self.root:
+            raise ValueError("refusing to delete the storage root")
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+class S3Storage:
+    """Storage rooted at s3://bucket/prefix; `endpoint_url` points at MinIO, moto or a VPC endpoint."""
+
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None, client: Any = None):
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.root_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.endpoint_url = endpoint_url
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3"))
+        self.client = client
+
+    def _key(self, key: str) -> str:
+        if ".." in key.split("/"):
+            raise ValueError(f"key {key!r} escapes the storage root {self.root_uri}")
+        return join_key(self.prefix, key)
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def list_files(self, prefix: str = "") -> Iterator[FileInfo]:
+        full = self._key(prefix)
+        full = f"{full}/" if full else ""
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for obj in page.get("Contents", []):
+                yield FileInfo(obj["Key"][strip:], int(obj["Size"]), obj.get("ETag", "").strip('"'))
+
+    def list_dirs(self, prefix: str = "") -> list[str]:
+        full = self._key(prefix)
+        full = f"{full}/" if full else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        names: list[str] = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                name = common["Prefix"][len(full) :].rstrip("/")
+                if name and not name.startswith("."):
+                    names.append(name)
+        return sorted(names)
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def upload_file(self, local_path: Path, key: str) -> None:
+        self.client.upload_file(str(local_path), self.bucket, self._key(key))
+
+    def download_file(self, key: str, local_path: Path) -> None:
+        self.client.download_file(self.bucket, self._key(key), str(local_path))
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def delete_prefix(self, prefix: str) -> None:
+        full = self._key(prefix)
+        if not full:
+            raise ValueError("refusing to delete the storage root")
+        batch: list[dict[str, str]] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{full}/"):
+            for obj in page.get("Contents", []):
+                batch.append({"Key": obj["Key"]})
+                if len(batch) == 1000:
+                    self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
+                    batch = []
+        if batch:
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
+        if self.exists(prefix):
+            self.client.delete_object(Bucket=self.bucket, Key=full)
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/prefix`` into (bucket, prefix)."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"s3 URI has no bucket: {uri!r}")
+    return bucket, prefix.strip("/")
+
+
+def storage_from_uri(uri: str, *, endpoint_url: str | None = None, client: Any = None) -> Storage:
+    """A local folder path or ``s3://bucket/prefix`` -> Storage."""
+    if uri.startswith("s3://"):
+        bucket, prefix = parse_s3_uri(uri)
+        return S3Storage(bucket, prefix, endpoint_url=endpoint_url, client=client)
+    if "://" in uri and not uri.startswith("file://"):
+        raise ValueError(f"unsupported storage URI {uri!r}: use a local path or s3://bucket/prefix")
+    return LocalStorage(uri.removeprefix("file://"))
+
+
+@contextmanager
+def local_files(storage: Storage, keys: list[str], workdir: Path | None = None) -> Iterator[list[Path]]:
+    """Yield local paths for `keys`: the files themselves when local, else streamed downloads to a temp dir.
+
+    Bags must be random-access files for the readers, so remote bags are downloaded (multipart, streamed to
+    disk, never held in memory) into a temporary folder that is removed afterwards.
+    """
+    direct = [storage.local_path(k) for k in keys]
+    if all(p is not None for p in direct):
+        yield [p for p in direct if p is not None]
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="rosbag-assets-", dir=workdir))
+    try:
+        paths = []
+        common = os.path.commonpath(keys) if len(keys) > 1 else os.path.dirname(keys[0])
+        for key in keys:
+            dest = tmp / os.path.relpath(key, common) if common else tmp / key
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            storage.download_file(key, dest)
+            paths.append(dest)
+        yield paths
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -31,10 +31,8 @@ def open_bag(storage: Storage, bag: BagRef, workdir: Path | None = None) -> Iter
     """Open `bag` (downloading it first when remote) and yield an open AnyReader."""
     keys = [f.key for f in bag.files]
     with local_files(storage, keys, workdir) as paths:
-        if bag.has_metadata:
-            target = [next(p for p in paths if p.name == "metadata.yaml").parent]
-        else:
-            target = paths[:1]
+        # a ROS2 bag folder opens by its folder; single files by themselves
+        target = [next(p for p in paths if p.name == "metadata.yaml").parent] if bag.has_metadata else paths[:1]
         uri = bag_uri(storage, bag)
         if all(p.stat().st_size == 0 for p in paths if p.name != "metadata.yaml"):
             raise BagReadError(f"{uri}: zero-length file, nothing was recorded")

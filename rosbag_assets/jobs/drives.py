@@ -191,3 +191,33 @@ def drive_fingerprint(bags: Iterable[BagRef]) -> str:
     for bag in sorted(bags, key=lambda b: b.name):
         h.update(f"{bag.name}\0{bag.fingerprint()}\n".encode())
     return h.hexdigest()[:16]
+
+
+def scan_landing_root(storage: Storage) -> tuple[dict[str, str], list[str]]:
+    """One recursive listing of a landing root -> ({drive: fingerprint}, rejected folder names).
+
+    Only drives holding at least one bag are returned; a drive's fingerprint changes whenever a bag in it is
+    added, removed or rewritten (size or etag/mtime).
+    """
+    per_drive: dict[str, list[FileInfo]] = {}
+    for info in storage.list_files(""):
+        top, sep, _ = info.key.partition("/")
+        if sep:
+            per_drive.setdefault(top, []).append(info)
+    fingerprints, rejected = {}, []
+    for name, files in sorted(per_drive.items()):
+        if name.startswith("."):
+            continue
+        if not is_valid_drive_name(name):
+            rejected.append(name)
+            continue
+        bags, _ = find_bags(files, name)
+        if bags:
+            fingerprints[name] = drive_fingerprint(bags)
+    return fingerprints, rejected
+
+
+def scan_drive(location: DriveLocation, **storage_kwargs: Any) -> str | None:
+    """The fingerprint of one explicitly configured drive, or None when it holds no bags."""
+    bags, _ = find_bags(location.storage(**storage_kwargs).list_files(""))
+    return drive_fingerprint(bags) if bags else None

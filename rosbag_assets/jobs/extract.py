@@ -30,9 +30,19 @@ from rosbag_assets.jobs.storage import FileInfo, Storage, join_key
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 INDEX_COLUMNS = [
-    "drive", "bag", "topic", "stamp_ns", "log_time_ns", "width", "height", "encoding", "format",
-    "frame_key", "path", "bytes",
-]  # fmt: skip
+    "drive",
+    "bag",
+    "topic",
+    "stamp_ns",
+    "log_time_ns",
+    "width",
+    "height",
+    "encoding",
+    "format",
+    "frame_key",
+    "path",
+    "bytes",
+]
 
 
 @dataclass
@@ -148,9 +158,10 @@ def _compressed_size(data: bytes) -> tuple[int, int]:
 
 def select_connections(reader: Any, topics: list[str] | None) -> list[Any]:
     return [
-        c for c in reader.connections
+        c
+        for c in reader.connections
         if c.msgtype in (IMAGE, COMPRESSED) and (topics is None or c.topic in topics)
-    ]  # fmt: skip
+    ]
 
 
 def extract_bag(
@@ -203,9 +214,12 @@ def extract_bag(
                 if used_names[base] > 1:  # duplicate stamp: never overwrite
                     base = f"{base}-{used_names[base] - 1}"
                 row = {
-                    "drive": drive, "bag": bag.name, "topic": conn.topic, "stamp_ns": stamp,
+                    "drive": drive,
+                    "bag": bag.name,
+                    "topic": conn.topic,
+                    "stamp_ns": stamp,
                     "log_time_ns": int(log_time),
-                }  # fmt: skip
+                }
                 if conn.msgtype == IMAGE:
                     row["encoding"] = msg.encoding
                     fut = encoder.submit(_write_raw, staging, base, msg, opts)
@@ -320,15 +334,21 @@ def finalize_extract(
     for rep in reports:
         for topic, count in rep["topics_seen"].items():
             topics_seen[topic] += count
-    per_topic = index.groupby("topic").agg(frames=("frame_key", "size"), bytes=("bytes", "sum"),
-                                           width=("width", "max"), height=("height", "max"))  # fmt: skip
+    per_topic = index.groupby("topic").agg(
+        frames=("frame_key", "size"), bytes=("bytes", "sum"), width=("width", "max"), height=("height", "max")
+    )
     per_topic_rows = [
-        {"topic": t, "messages": topics_seen.get(t, 0),
-         "frames": int(per_topic.loc[t, "frames"]) if t in per_topic.index else 0,
-         "bytes": int(per_topic.loc[t, "bytes"]) if t in per_topic.index else 0,
-         "size": f"{int(per_topic.loc[t, 'width'])}x{int(per_topic.loc[t, 'height'])}" if t in per_topic.index else ""}
+        {
+            "topic": t,
+            "messages": topics_seen.get(t, 0),
+            "frames": int(per_topic.loc[t, "frames"]) if t in per_topic.index else 0,
+            "bytes": int(per_topic.loc[t, "bytes"]) if t in per_topic.index else 0,
+            "size": f"{int(per_topic.loc[t, 'width'])}x{int(per_topic.loc[t, 'height'])}"
+            if t in per_topic.index
+            else "",
+        }
         for t in sorted(set(topics_seen) | set(per_topic.index))
-    ]  # fmt: skip
+    ]
     errors = [e for rep in reports for e in rep["errors"]]
     silent = [t["topic"] for t in per_topic_rows if t["messages"] > 0 and t["frames"] == 0]
     empty = [t["topic"] for t in per_topic_rows if t["messages"] == 0]
@@ -375,8 +395,10 @@ def finalize_extract(
             "every_image_topic_has_frames",
             passed=not silent,
             description="every image topic with messages produced at least one frame",
-            metadata={"topics_without_frames": r.json_value(sorted(set(silent))),
-                      "empty_topics": r.json_value(empty)},
+            metadata={
+                "topics_without_frames": r.json_value(sorted(set(silent))),
+                "empty_topics": r.json_value(empty),
+            },
         ),
         r.CheckOutcome(
             "no_extraction_errors",
@@ -385,7 +407,7 @@ def finalize_extract(
             description="no bag or topic failed to read or decode",
             metadata={"errors": r.json_value(errors)},
         ),
-    ]  # fmt: skip
+    ]
     return r.JobResult(metadata=metadata, checks=checks, data_version=_index_version(index))
 
 

@@ -100,9 +100,22 @@ def to_parquet(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
 
 
 BAG_COLUMNS = [
-    "drive", "bag", "uri", "format", "bytes", "has_metadata_yaml", "start_ns", "end_ns", "duration_s",
-    "messages", "topics", "image_topics", "fingerprint", "ok", "error",
-]  # fmt: skip
+    "drive",
+    "bag",
+    "uri",
+    "format",
+    "bytes",
+    "has_metadata_yaml",
+    "start_ns",
+    "end_ns",
+    "duration_s",
+    "messages",
+    "topics",
+    "image_topics",
+    "fingerprint",
+    "ok",
+    "error",
+]
 TOPIC_COLUMNS = ["drive", "bag", "topic", "msgtype", "count"]
 
 
@@ -140,12 +153,17 @@ def run_inventory(
         "source": source.root_uri,
         "fingerprint": fingerprint,
         "bags": [
-            {"name": rep.bag.name, "format": rep.bag.format, "ok": rep.error is None,
-             "keys": [f.key for f in rep.bag.files], "has_metadata": rep.bag.has_metadata}
+            {
+                "name": rep.bag.name,
+                "format": rep.bag.format,
+                "ok": rep.error is None,
+                "keys": [f.key for f in rep.bag.files],
+                "has_metadata": rep.bag.has_metadata,
+            }
             for rep in reports
         ],
         "skipped": [{"file": n, "reason": why} for n, why in skipped],
-    }  # fmt: skip
+    }
     uri = staging.commit(manifest)
 
     topics_summary: dict[str, list[Any]] = defaultdict(lambda: ["", 0])
@@ -164,15 +182,23 @@ def run_inventory(
         "drive_fingerprint": r.text(fingerprint),
         "bag_table": r.table(
             bag_table,
-            [("bag", "string"), ("format", "string"), ("bytes", "int"), ("duration_s", "float"),
-             ("messages", "int"), ("image_topics", "string"), ("ok", "bool"), ("error", "string")],
+            [
+                ("bag", "string"),
+                ("format", "string"),
+                ("bytes", "int"),
+                ("duration_s", "float"),
+                ("messages", "int"),
+                ("image_topics", "string"),
+                ("ok", "bool"),
+                ("error", "string"),
+            ],
         ),
         "topic_table": r.table(
             [{"topic": t, "msgtype": v[0], "count": v[1]} for t, v in sorted(topics_summary.items())],
             [("topic", "string"), ("msgtype", "string"), ("count", "int")],
         ),
         "elapsed_s": r.number(time.perf_counter() - t0),
-    }  # fmt: skip
+    }
     problems = [rep.error for rep in reports if rep.error] + [f"{n}: {why}" for n, why in skipped]
     if problems:
         metadata["problems"] = r.md("\n".join(f"- {p}" for p in problems))

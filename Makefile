@@ -1,0 +1,46 @@
+# rosbag_assets: `make demo` and `make test` work on a fresh machine, offline (package registries only).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WEIGHTS ?= yolo11n.pt
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export YOLO_AUTOINSTALL := 0
+
+.PHONY: install demo dev test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade uv
+	$(VENV)/bin/uv pip install --python $(PY) --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml:
+	@mkdir -p $(DAGSTER_HOME)
+	@printf 'telemetry:\n  enabled: false\n' > $@
+
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m rosbag_assets.demo --root var/demo --weights '$(WEIGHTS)'
+
+dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	ROSBAG_ASSETS_LANDING_ROOT=$${ROSBAG_ASSETS_LANDING_ROOT:-$(CURDIR)/var/demo/landing} \
+	ROSBAG_ASSETS_OUTPUT_ROOT=$${ROSBAG_ASSETS_OUTPUT_ROOT:-$(CURDIR)/var/demo/output} \
+	ROSBAG_ASSETS_ALLOW_FALLBACK=$${ROSBAG_ASSETS_ALLOW_FALLBACK:-1} \
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $${PORT:-3000} -w workspace.yaml
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check rosbag_assets rosbag_assets_tests bench
+	YOLO_OFFLINE=1 $(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	YOLO_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rosbag_assets rosbag_assets_tests bench
+	$(VENV)/bin/ruff format --check rosbag_assets rosbag_assets_tests bench
+
+clean:
+	rm -rf var .dagster_home .pytest_cache

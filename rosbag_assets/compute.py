@@ -1,0 +1,70 @@
+"""Compute targets: where a job runs. Local (subprocess or in-process) by default; chosen per asset by configuration.
+
+Every target runs the same entry point, ``python -m rosbag_assets.jobs.entrypoint``, with the same parameters.
+"""
+
+import sys
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
+
+import dagster as dg
+from pydantic import Field
+
+from rosbag_assets.jobs.entrypoint import run_job
+from rosbag_assets.resources import result_to_dagster
+
+JOB_COMMAND = [sys.executable, "-m", "rosbag_assets.jobs.entrypoint"]
+RunOutput = dg.MaterializeResult | Sequence[dg.MaterializeResult | dg.AssetCheckResult]
+
+
+class ComputeTarget(Protocol):
+    def run(self, context: dg.AssetExecutionContext, params: dict[str, Any]) -> RunOutput: ...
+
+
+class _ContextLog:
+    """Job log that writes to the Dagster run's log."""
+
+    def __init__(self, context: dg.AssetExecutionContext):
+        self._log = context.log
+
+    def info(self, msg: str) -> None:
+        self._log.info(msg)
+
+    def warning(self, msg: str) -> None:
+        self._log.warning(msg)
+
+
+class LocalCompute(dg.ConfigurableResource):
+    """Runs jobs on this machine: as a Pipes subprocess (the container code path) or in-process."""
+
+    mode: Literal["subprocess", "in_process"] = Field(
+        default="subprocess",
+        description="subprocess: the same Pipes entry point containers run; in_process: no process start-up.",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for subprocess jobs.")
+
+    def run(self, context: dg.AssetExecutionContext, params: dict[str, Any]) -> RunOutput:
+        if self.mode == "in_process":
+            return result_to_dagster(run_job(params, log=_ContextLog(context)))
+        client = dg.PipesSubprocessClient(env=dict(self.env) or None)
+        return client.run(context=context, command=JOB_COMMAND, extras=params).get_results()
+
+
+class ComputeTargets(dg.ConfigurableResource):
+    """Which target runs each asset's job: ``default`` for all, ``per_asset`` to override one asset."""
+
+    default: Literal["local"] = Field(
+        default="local", description="Target for assets not named in per_asset."
+    )
+    per_asset: dict[str, str] = Field(default_factory=dict, description='e.g. {"object_labels": "local"}')
+    local: LocalCompute = Field(default_factory=LocalCompute)
+
+    def target_name(self, asset: str) -> str:
+        return self.per_asset.get(asset, self.default)
+
+    def for_asset(self, asset: str) -> ComputeTarget:
+        name = self.target_name(asset)
+        target = getattr(self, name, None)
+        if target is None:
+            raise ValueError(f"asset {asset}: compute target {name!r} is not configured")
+        return target

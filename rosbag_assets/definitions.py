@@ -1,0 +1,36 @@
+"""The code location: assets, checks, the discovery sensor and resources, configured from the environment.
+
+Environment (all optional): ROSBAG_ASSETS_LANDING_ROOT (default ./var/landing), ROSBAG_ASSETS_DRIVES_FILE,
+ROSBAG_ASSETS_OUTPUT_ROOT (default ./var/output), ROSBAG_ASSETS_S3_ENDPOINT, ROSBAG_ASSETS_COMPUTE
+(subprocess | in_process), ROSBAG_ASSETS_WEIGHTS, ROSBAG_ASSETS_ALLOW_FALLBACK=1, ROSBAG_ASSETS_WEIGHTS_CACHE.
+"""
+
+import os
+
+import dagster as dg
+
+from rosbag_assets.assets import drive_assets, process_drive
+from rosbag_assets.compute import ComputeTargets, LocalCompute
+from rosbag_assets.resources import DriveStorage
+from rosbag_assets.sensors import drive_discovery_sensor
+
+
+def storage_from_env() -> DriveStorage:
+    return DriveStorage(
+        landing_root=os.environ.get("ROSBAG_ASSETS_LANDING_ROOT", os.path.abspath("var/landing")),
+        drives_file=os.environ.get("ROSBAG_ASSETS_DRIVES_FILE") or None,
+        output_root=os.environ.get("ROSBAG_ASSETS_OUTPUT_ROOT", os.path.abspath("var/output")),
+        s3_endpoint_url=os.environ.get("ROSBAG_ASSETS_S3_ENDPOINT") or None,
+    )
+
+
+def compute_from_env() -> ComputeTargets:
+    return ComputeTargets(local=LocalCompute(mode=os.environ.get("ROSBAG_ASSETS_COMPUTE", "subprocess")))
+
+
+defs = dg.Definitions(
+    assets=drive_assets,
+    jobs=[process_drive],
+    sensors=[drive_discovery_sensor],
+    resources={"storage": storage_from_env(), "compute": compute_from_env()},
+)

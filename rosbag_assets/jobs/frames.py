@@ -1,0 +1,81 @@
+"""Reading extracted frames back: the committed index and prefetched, decoded batches."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from rosbag_assets.jobs import publish
+from rosbag_assets.jobs.storage import Storage, join_key
+
+# Frames a colour detector can look at; depth and 16-bit frames are left out.
+LABELLABLE_FORMATS = {"jpg", "png"}
+DEPTH_ENCODINGS = {"16UC1", "32FC1", "mono16", "16SC1"}
+
+
+def committed_frames(storage: Storage, drive: str) -> tuple[publish.Staging, pd.DataFrame]:
+    """The committed `extracted_frames` version of `drive` and its index."""
+    version, _ = publish.require_current(storage, join_key(drive, "extracted_frames"))
+    index = pd.read_parquet(io.BytesIO(storage.read_bytes(version.key("index.parquet"))))
+    return version, index
+
+
+def select_frames(
+    index: pd.DataFrame, topics: list[str] | None = None, max_frames: int | None = None
+) -> pd.DataFrame:
+    """Colour frames of the chosen topics (all by default), optionally thinned evenly to `max_frames`."""
+    chosen = index[index["format"].isin(LABELLABLE_FORMATS) & ~index["encoding"].isin(DEPTH_ENCODINGS)]
+    if topics:
+        chosen = chosen[chosen["topic"].isin(topics)]
+    if max_frames is not None and len(chosen) > max_frames:
+        picks = np.linspace(0, len(chosen) - 1, max_frames).round().astype(int)
+        chosen = chosen.iloc[np.unique(picks)]
+    return chosen.reset_index(drop=True)
+
+
+def decode_frame(data: bytes) -> np.ndarray:
+    """Encoded frame bytes -> BGR uint8 (mono is expanded, alpha dropped)."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("undecodable image data")
+    return img
+
+
+def iter_batches(
+    storage: Storage, version: publish.Staging, frames: pd.DataFrame, batch_size: int, workers: int = 0
+) -> Iterator[list[tuple[dict[str, Any], np.ndarray]]]:
+    """Yield batches of (index row, BGR image), reading and decoding ahead on a thread pool.
+
+    At most two batches are in flight beyond the one being consumed, so memory stays bounded.
+    """
+    workers = workers or os.cpu_count() or 1
+    records = frames.to_dict("records")
+
+    def load(row: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
+        key = version.key(row["frame_key"])
+        try:
+            return row, decode_frame(storage.read_bytes(key))
+        except Exception as exc:
+            raise RuntimeError(f"frame {storage.uri(key)} (topic {row['topic']}): {exc}") from exc
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        queue: deque[list[Future]] = deque()
+        starts = iter(range(0, len(records), batch_size))
+        for _ in range(3):
+            start = next(starts, None)
+            if start is not None:
+                queue.append([pool.submit(load, row) for row in records[start : start + batch_size]])
+        while queue:
+            batch = [f.result() for f in queue.popleft()]
+            start = next(starts, None)
+            if start is not None:
+                queue.append([pool.submit(load, row) for row in records[start : start + batch_size]])
+            yield batch

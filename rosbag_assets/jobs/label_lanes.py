@@ -1,0 +1,158 @@
+"""`lane_labels`: lane polylines per frame from a pluggable backend (offline classical detector by default)."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import pandas as pd
+
+from rosbag_assets.jobs import frames as fr
+from rosbag_assets.jobs import preview, publish
+from rosbag_assets.jobs import result as r
+from rosbag_assets.jobs.lanes import draw_lanes, get_lane_backend
+from rosbag_assets.jobs.storage import Storage, join_key
+
+LANE_COLUMNS = [
+    "drive",
+    "bag",
+    "topic",
+    "stamp_ns",
+    "frame_key",
+    "image_width",
+    "image_height",
+    "lane_id",
+    "side",
+    "score",
+    "points",
+    "model",
+]
+PREVIEW_TILES = 12
+
+
+def run_lanes(
+    *,
+    drive: str,
+    output: Storage,
+    options: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    log: r.JobLog | None = None,
+) -> r.JobResult:
+    """Find lanes on every colour frame of the drive and publish ``<drive>/lane_labels``.
+
+    Options: ``backend`` (default "opencv-hough"), ``backend_options`` (dict), ``topics``, ``max_frames``,
+    ``batch_size`` (prefetch granularity), ``workers``.
+    """
+    log = log or r.default_log()
+    options = dict(options or {})
+    known = {"backend", "backend_options", "topics", "max_frames", "batch_size", "workers"}
+    if set(options) - known:
+        raise ValueError(f"unknown lane_labels options: {sorted(set(options) - known)}")
+    t0 = time.perf_counter()
+    backend = get_lane_backend(options.get("backend", "opencv-hough"), **options.get("backend_options", {}))
+    version, index = fr.committed_frames(output, drive)
+    chosen = fr.select_frames(index, options.get("topics"), options.get("max_frames"))
+    boxes = _object_labels(output, drive, version.version, log)
+    log.info(f"finding lanes with {backend.name} on {len(chosen)} frames of {drive}")
+
+    rows: list[dict[str, Any]] = []
+    tiles = []
+    tile_every = max(1, len(chosen) // PREVIEW_TILES)
+    t_detect = time.perf_counter()
+    frames_with_lanes = 0
+    for n, (row, img) in enumerate(
+        item
+        for batch in fr.iter_batches(
+            output, version, chosen, options.get("batch_size", 16), options.get("workers", 0)
+        )
+        for item in batch
+    ):
+        h, w = img.shape[:2]
+        lanes = backend.detect(img)
+        frames_with_lanes += bool(lanes)
+        for lane in lanes:
+            rows.append(
+                {
+                    "drive": drive,
+                    "bag": row["bag"],
+                    "topic": row["topic"],
+                    "stamp_ns": int(row["stamp_ns"]),
+                    "frame_key": row["frame_key"],
+                    "image_width": w,
+                    "image_height": h,
+                    "lane_id": lane.lane_id,
+                    "side": lane.side,
+                    "score": float(lane.score),
+                    "points": [[float(x), float(y)] for x, y in lane.points],
+                    "model": backend.name,
+                }
+            )
+        if n % tile_every == 0 and len(tiles) < PREVIEW_TILES:
+            annotated = draw_lanes(preview.draw_boxes(img, boxes.get(row["frame_key"], [])), lanes)
+            tiles.append(preview.caption(annotated, f"{row['topic']} lanes={len(lanes)}"))
+    detect_s = time.perf_counter() - t_detect
+
+    lanes_df = pd.DataFrame(rows, columns=LANE_COLUMNS)
+    staging = publish.begin(output, join_key(drive, "lane_labels"), run_id)
+    buf = io.BytesIO()
+    lanes_df.to_parquet(buf, index=False)
+    staging.write_bytes("lanes.parquet", buf.getvalue())
+    sheet = preview.jpeg_bytes(preview.contact_sheet(tiles))
+    staging.write_bytes("preview.jpg", sheet)
+    staging.commit(
+        {"drive": drive, "frames_version": version.version, "lanes": len(lanes_df), "model": backend.name}
+    )
+
+    sides = lanes_df.groupby("side").size() if len(lanes_df) else pd.Series(dtype=int)
+    metadata = {
+        "frames": r.integer(len(chosen)),
+        "lanes": r.integer(len(lanes_df)),
+        "frames_with_lanes": r.integer(frames_with_lanes),
+        "lanes_per_side": r.table(
+            [{"side": k, "count": int(v)} for k, v in sides.items()], [("side", "string"), ("count", "int")]
+        ),
+        "mean_score": r.number(float(lanes_df["score"].mean()) if len(lanes_df) else 0.0),
+        "model": r.text(backend.name),
+        "frames_per_s": r.number(len(chosen) / detect_s if detect_s else 0.0),
+        "elapsed_s": r.number(time.perf_counter() - t0),
+        "lanes_uri": r.uri_value(staging.uri("lanes.parquet")),
+        "preview_uri": r.uri_value(staging.uri("preview.jpg")),
+        "preview": r.md(preview.markdown_image(sheet, f"{drive} lanes and objects")),
+        "frames_version": r.text(version.version),
+    }
+    checks = lane_checks(index, lanes_df)
+    return r.JobResult(metadata=metadata, checks=checks)
+
+
+def _object_labels(storage: Storage, drive: str, frames_version: str, log: r.JobLog) -> dict[str, list[dict]]:
+    """Boxes of the committed object labels (when they belong to the same frames), keyed by frame."""
+    manifest = publish.current(storage, join_key(drive, "object_labels"))
+    if manifest is None or manifest.get("frames_version") != frames_version:
+        log.info("no object labels for these frames; the preview shows lanes only")
+        return {}
+    version = publish.Staging(storage, join_key(drive, "object_labels"), manifest["version"])
+    labels = pd.read_parquet(io.BytesIO(storage.read_bytes(version.key("labels.parquet"))))
+    return {k: g.to_dict("records") for k, g in labels.groupby("frame_key")}
+
+
+def lane_checks(index: pd.DataFrame, lanes: pd.DataFrame) -> list[r.CheckOutcome]:
+    """Every lane row names a committed frame and every lane point lies inside its image."""
+    dangling = sorted(set(lanes["frame_key"]) - set(index["frame_key"]))
+    outside = 0
+    for points, w, h in zip(lanes["points"], lanes["image_width"], lanes["image_height"], strict=True):
+        outside += any(not (-0.5 <= x <= w + 0.5 and -0.5 <= y <= h + 0.5) for x, y in points)
+    return [
+        r.CheckOutcome(
+            "lanes_point_at_frames",
+            passed=not dangling,
+            description="every lane row names a frame of the committed extraction",
+            metadata={"dangling": r.json_value(dangling[:20])},
+        ),
+        r.CheckOutcome(
+            "lane_points_inside_image",
+            passed=outside == 0,
+            description="every lane point lies inside its image",
+            metadata={"lanes_outside": r.integer(outside)},
+        ),
+    ]

@@ -1,0 +1,223 @@
+"""`object_labels`: batched YOLO detection over a drive's committed frames."""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from dataclasses import asdict, fields
+from typing import Any
+
+import pandas as pd
+
+from rosbag_assets.jobs import frames as fr
+from rosbag_assets.jobs import preview, publish
+from rosbag_assets.jobs import result as r
+from rosbag_assets.jobs.detection import DetectorConfig, load_detector
+from rosbag_assets.jobs.storage import Storage, join_key
+
+LABEL_COLUMNS = [
+    "drive",
+    "bag",
+    "topic",
+    "stamp_ns",
+    "frame_key",
+    "image_width",
+    "image_height",
+    "class_id",
+    "class_name",
+    "confidence",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "x1n",
+    "y1n",
+    "x2n",
+    "y2n",
+    "model",
+    "weights_uri",
+    "weights_sha256",
+]
+PREVIEW_TILES = 12
+
+
+def detector_config(options: dict[str, Any]) -> tuple[DetectorConfig, dict[str, Any]]:
+    """Split job options into the detector's config and the job's own (topics, max_frames, workers)."""
+    names = {f.name for f in fields(DetectorConfig)}
+    own = {"topics", "max_frames", "workers"}
+    unknown = set(options) - names - own
+    if unknown:
+        raise ValueError(f"unknown object_labels options: {sorted(unknown)}")
+    return DetectorConfig(**{k: v for k, v in options.items() if k in names}), {
+        k: v for k, v in options.items() if k in own
+    }
+
+
+def run_detect(
+    *,
+    drive: str,
+    output: Storage,
+    options: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    log: r.JobLog | None = None,
+    s3_client: Any = None,
+) -> r.JobResult:
+    """Detect objects on every colour frame of the drive and publish ``<drive>/object_labels``."""
+    log = log or r.default_log()
+    config, own = detector_config(dict(options or {}))
+    t0 = time.perf_counter()
+    version, index = fr.committed_frames(output, drive)
+    chosen = fr.select_frames(index, own.get("topics"), own.get("max_frames"))
+    detector = load_detector(config, s3_client=s3_client, log=log.warning)
+    if detector.fallback_reason:
+        log.warning(f"object_labels for {drive} use {detector.model_name}: {detector.fallback_reason}")
+    log.info(f"detecting with {detector.model_name} on {len(chosen)} frames of {drive}")
+
+    rows: list[dict[str, Any]] = []
+    sample: list[tuple[dict[str, Any], Any]] = []
+    rng = random.Random(0)
+    t_detect = time.perf_counter()
+    seen = 0
+    for batch in fr.iter_batches(output, version, chosen, config.batch_size, own.get("workers", 0)):
+        results = detector.detect_batch([img for _, img in batch])
+        for (row, img), dets in zip(batch, results, strict=True):
+            h, w = img.shape[:2]
+            frame_rows = [_label_row(drive, row, w, h, d, detector) for d in dets]
+            rows.extend(frame_rows)
+            seen += 1
+            # reservoir-sample preview tiles, preferring frames that have detections
+            if frame_rows and len(sample) < PREVIEW_TILES:
+                sample.append((row, preview.draw_boxes(img, frame_rows)))
+            elif frame_rows and rng.random() < PREVIEW_TILES / seen:
+                sample[rng.randrange(PREVIEW_TILES)] = (row, preview.draw_boxes(img, frame_rows))
+    detect_s = time.perf_counter() - t_detect
+
+    labels = pd.DataFrame(rows, columns=LABEL_COLUMNS)
+    staging = publish.begin(output, join_key(drive, "object_labels"), run_id)
+    buf = io.BytesIO()
+    labels.to_parquet(buf, index=False)
+    staging.write_bytes("labels.parquet", buf.getvalue())
+    sheet = preview.jpeg_bytes(
+        preview.contact_sheet([preview.caption(img, row["topic"]) for row, img in sample])
+    )
+    staging.write_bytes("preview.jpg", sheet)
+    model = {
+        "model": detector.model_name,
+        "weights_uri": detector.weights_uri,
+        "weights_sha256": detector.weights_sha256,
+        "fallback_reason": detector.fallback_reason,
+    }
+    staging.commit(
+        {
+            "drive": drive,
+            "frames_version": version.version,
+            "labels": len(labels),
+            **model,
+            "config": asdict(config),
+        }
+    )
+
+    counts = labels.groupby("class_name").size().sort_values(ascending=False) if len(labels) else pd.Series()
+    metadata = {
+        "frames": r.integer(len(chosen)),
+        "labels": r.integer(len(labels)),
+        "frames_with_labels": r.integer(labels["frame_key"].nunique() if len(labels) else 0),
+        "labels_per_class": r.table(
+            [{"class": k, "count": int(v)} for k, v in counts.items()],
+            [("class", "string"), ("count", "int")],
+        ),
+        "model": r.text(detector.model_name),
+        "weights": r.text(detector.weights_uri),
+        "weights_sha256": r.text(detector.weights_sha256 or ""),
+        "device": r.text(getattr(detector, "device", "cpu")),
+        "frames_per_s": r.number(len(chosen) / detect_s if detect_s else 0.0),
+        "elapsed_s": r.number(time.perf_counter() - t0),
+        "labels_uri": r.uri_value(staging.uri("labels.parquet")),
+        "preview_uri": r.uri_value(staging.uri("preview.jpg")),
+        "preview": r.md(preview.markdown_image(sheet, f"{drive} object labels")),
+        "frames_version": r.text(version.version),
+    }
+    if detector.fallback_reason:
+        metadata["fallback_reason"] = r.md(f"**Configured weights unavailable.** {detector.fallback_reason}")
+    checks = label_checks(output, version, index, labels)
+    return r.JobResult(
+        metadata=metadata, checks=checks, data_version=_labels_version(labels, detector.model_name)
+    )
+
+
+def label_checks(
+    storage: Storage,
+    version: publish.Staging,
+    index: pd.DataFrame,
+    labels: pd.DataFrame,
+    sample_files: int = 200,
+) -> list[r.CheckOutcome]:
+    """Every label points at a frame of the committed index that exists; every box lies inside its image."""
+    known = set(index["frame_key"])
+    dangling = sorted(set(labels["frame_key"]) - known)
+    distinct = sorted(set(labels["frame_key"]) & known)
+    probe = distinct if len(distinct) <= sample_files else random.Random(0).sample(distinct, sample_files)
+    missing = [k for k in probe if not storage.exists(version.key(k))]
+    eps = 0.5
+    outside = labels[
+        (labels["x1"] < -eps)
+        | (labels["y1"] < -eps)
+        | (labels["x2"] > labels["image_width"] + eps)
+        | (labels["y2"] > labels["image_height"] + eps)
+        | (labels["x2"] < labels["x1"])
+        | (labels["y2"] < labels["y1"])
+    ]
+    return [
+        r.CheckOutcome(
+            "labels_point_at_frames",
+            passed=not dangling and not missing,
+            description="every label row names a frame of the committed extraction whose file exists",
+            metadata={
+                "dangling": r.json_value(dangling[:20]),
+                "missing_files": r.json_value(missing[:20]),
+                "files_probed": r.integer(len(probe)),
+            },
+        ),
+        r.CheckOutcome(
+            "boxes_inside_image",
+            passed=outside.empty,
+            description="every box lies inside its image",
+            metadata={"outside": r.integer(len(outside))},
+        ),
+    ]
+
+
+def _label_row(drive: str, row: dict[str, Any], w: int, h: int, det: Any, detector: Any) -> dict[str, Any]:
+    return {
+        "drive": drive,
+        "bag": row["bag"],
+        "topic": row["topic"],
+        "stamp_ns": int(row["stamp_ns"]),
+        "frame_key": row["frame_key"],
+        "image_width": w,
+        "image_height": h,
+        "class_id": int(det.class_id),
+        "class_name": det.class_name,
+        "confidence": float(det.confidence),
+        "x1": float(det.x1),
+        "y1": float(det.y1),
+        "x2": float(det.x2),
+        "y2": float(det.y2),
+        "x1n": det.x1 / w,
+        "y1n": det.y1 / h,
+        "x2n": det.x2 / w,
+        "y2n": det.y2 / h,
+        "model": detector.model_name,
+        "weights_uri": detector.weights_uri,
+        "weights_sha256": detector.weights_sha256,
+    }
+
+
+def _labels_version(labels: pd.DataFrame, model: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256(model.encode())
+    cols = ["frame_key", "class_id", "x1", "y1", "x2", "y2"]
+    h.update(pd.util.hash_pandas_object(labels[cols].round(1), index=False).values.tobytes())
+    return h.hexdigest()[:16]

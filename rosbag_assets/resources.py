@@ -1,0 +1,100 @@
+"""Resources: where drives and outputs live, and where jobs run. Chosen by configuration, not code."""
+
+from typing import Any
+
+import dagster as dg
+from dagster._core.definitions.metadata.external_metadata import metadata_map_from_external
+from pydantic import Field
+
+from rosbag_assets.jobs import result as r
+from rosbag_assets.jobs.drives import (
+    DriveLocation,
+    drives_from_seed,
+    drives_in_landing_root,
+    validate_drive_name,
+)
+from rosbag_assets.jobs.storage import Storage, storage_from_uri
+
+
+class DriveStorage(dg.ConfigurableResource):
+    """Where drives come from (a landing root and/or a seed file) and where outputs are published."""
+
+    landing_root: str | None = Field(
+        default=None, description="Local folder or s3://bucket/prefix; each top-level folder is a drive."
+    )
+    drives_file: str | None = Field(
+        default=None,
+        description='JSON/YAML seed: {"drives_to_process": {"d1": {"bucket": ..., "prefix": ...}}}',
+    )
+    output_root: str = Field(description="Local folder or s3://bucket/prefix for every published output.")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, moto, VPC)."
+    )
+
+    def storage(self, uri: str) -> Storage:
+        return storage_from_uri(uri, endpoint_url=self.s3_endpoint_url)
+
+    def output(self) -> Storage:
+        return self.storage(self.output_root)
+
+    def landing(self) -> Storage | None:
+        return self.storage(self.landing_root) if self.landing_root else None
+
+    def known_drives(self) -> tuple[dict[str, DriveLocation], list[str]]:
+        """Every drive the configuration names: seed entries first, then landing-root folders."""
+        drives: dict[str, DriveLocation] = {}
+        rejected: list[str] = []
+        if self.drives_file:
+            drives.update(drives_from_seed(self.drives_file))
+        landing = self.landing()
+        if landing is not None:
+            found, rejected = drives_in_landing_root(landing)
+            for name, loc in found.items():
+                drives.setdefault(name, loc)
+        return drives, rejected
+
+    def drive_uri(self, drive: str) -> str:
+        """The storage URI of one drive's recordings; the name is validated, never trusted as a path."""
+        validate_drive_name(drive)
+        if self.drives_file:
+            seeded = drives_from_seed(self.drives_file)
+            if drive in seeded:
+                return seeded[drive].uri
+        landing = self.landing()
+        if landing is None:
+            raise ValueError(f"drive {drive!r} is not in the seed file and no landing_root is configured")
+        return landing.uri(drive)
+
+    def job_params(
+        self, job: str, drive: str, run_id: str, options: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The plain parameters every compute target hands to the job entry point."""
+        params = {
+            "job": job,
+            "drive": validate_drive_name(drive),
+            "output": self.output_root,
+            "s3_endpoint_url": self.s3_endpoint_url,
+            "run_id": run_id,
+            "options": options or {},
+        }
+        if job in ("inventory", "extract"):
+            params["source"] = self.drive_uri(drive)
+        return params
+
+
+def result_to_dagster(res: r.JobResult) -> dg.MaterializeResult:
+    """A job's plain result as Dagster's MaterializeResult, converted exactly as Pipes messages are."""
+    return dg.MaterializeResult(
+        metadata=metadata_map_from_external(res.metadata),
+        data_version=dg.DataVersion(res.data_version) if res.data_version else None,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=c.name,
+                passed=c.passed,
+                severity=dg.AssetCheckSeverity(c.severity),
+                description=c.description,
+                metadata=metadata_map_from_external(c.metadata),
+            )
+            for c in res.checks
+        ],
+    )

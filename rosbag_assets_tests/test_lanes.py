@@ -143,21 +143,32 @@ def test_bdd100k_lanes_are_valid(bdd_results: list[tuple[np.ndarray, list[Lane]]
 
 
 def test_bdd100k_most_frames_have_ego_lanes(bdd_results: list[tuple[np.ndarray, list[Lane]]]) -> None:
-    # Measured: both ego sides on 5/7 frames (tunnel: right only; night: nothing); a left or right on 6/7.
+    # Measured with the defaults: a left and a right ego line on 4/7 frames, at least one of them on 6/7
+    # (the night frame yields nothing). Thresholds leave one frame of margin.
     both = sum({"left", "right"} <= {lane.side for lane in lanes} for _, lanes in bdd_results)
     any_side = sum(bool(_by_side(lanes)) for _, lanes in bdd_results)
-    assert both >= 4
+    assert both >= 3
     assert any_side >= 5
 
 
-def test_bdd100k_ego_lane_on_known_marking(bdd_results: list[tuple[np.ndarray, list[Lane]]]) -> None:
-    """Highway frame cc97fab0: the right ego line is the dashed marking through (1035, 600) and (915, 500)."""
+# Centres of painted stripes read off the 1280x720 frames (bright pixel runs on one row).
+KNOWN_MARKINGS = [
+    ("cc97fab0-f9a08d07.jpg", "right", [(1001.0, 560.0), (1055.0, 600.0)]),  # highway, dashed
+    ("cb22c820-f094952f.jpg", "left", [(399.0, 450.0), (185.0, 646.0)]),  # city street, solid
+]
+
+
+@pytest.mark.parametrize(("name", "side", "refs"), KNOWN_MARKINGS, ids=[m[0] for m in KNOWN_MARKINGS])
+def test_bdd100k_ego_lane_on_known_marking(
+    bdd_results: list[tuple[np.ndarray, list[Lane]]], name: str, side: str, refs: list[tuple[float, float]]
+) -> None:
     names = [p.name for p in sorted(BDD_DIR.glob("*.jpg"))]
-    _, lanes = bdd_results[names.index("cc97fab0-f9a08d07.jpg")]
-    right = _by_side(lanes)["right"]
-    xs, ys = zip(*right.points, strict=True)
-    for x_ref, y_ref in [(1035.0, 600.0), (915.0, 500.0)]:
-        assert abs(float(np.interp(y_ref, ys, xs)) - x_ref) < 25
+    _, lanes = bdd_results[names.index(name)]
+    lane = _by_side(lanes)[side]
+    xs, ys = zip(*lane.points, strict=True)
+    for x_ref, y_ref in refs:
+        assert min(ys) <= y_ref <= max(ys)
+        assert abs(float(np.interp(y_ref, ys, xs)) - x_ref) < 12
 
 
 def test_draw_lanes_returns_annotated_copy() -> None:

@@ -18,7 +18,7 @@ from rosbag_assets.jobs import sample_drive as sd
 SECONDS, HZ, WIDTH, HEIGHT = 1.0, 10.0, 320, 180
 N_MESSAGES = round(SECONDS * HZ)
 PERIOD_NS = round(1e9 / HZ)
-YOLO_MODEL = Path("/work/shared/data/models/yolo11n_int8.tflite")
+YOLO_MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "models" / "yolo11n_int8.tflite"
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,11 @@
 """Pluggable lane detection for forward-facing dash-cam frames.
 
 The default backend, :class:`HoughLaneDetector`, is a classical OpenCV pipeline that needs no model
-weights: marking mask (white top-hat + yellow HLS) -> probabilistic Hough segments -> slope filter ->
-clustering into lane lines -> RANSAC + least-squares fit of ``x = f(y)`` -> polylines. It works on a
-fixed internal width, so its tunables are resolution independent (fractions of the image size).
+weights: paint mask (white top-hat on HLS lightness + yellow hue) in a road trapezoid -> probabilistic
+Hough segments, slope filter, collinear clusters, RANSAC seed lines -> vanishing point -> mask pixels
+grouped by direction seen from the vanishing point (dashes of one line fall together) -> trimmed
+least-squares ``x = f(y)`` (1st/2nd order) -> polylines over the visible rows. It works on a fixed
+internal width, so its tunables (fractions of the image size) are resolution independent.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class _Cluster:
 
 
 class HoughLaneDetector:
-    """Classical lane detector: colour/top-hat mask, Hough segments, robust polynomial fit.
+    """Classical lane detector: paint mask, Hough seeds, vanishing point, robust polynomial fit.
 
     All geometric tunables are fractions of the image height/width, applied on an internal copy
     resized to ``work_width`` pixels, so results do not depend on the input resolution.

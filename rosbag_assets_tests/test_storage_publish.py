@@ -1,0 +1,110 @@
+"""Storage (local folder and S3 on a moto server share one code path) and atomic publication."""
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from rosbag_assets.jobs import publish
+from rosbag_assets.jobs.storage import LocalStorage, S3Storage, local_files, storage_from_uri
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def make_bucket(endpoint: str, name: str) -> None:
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=name)
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path):
+    if request.param == "local":
+        return LocalStorage(tmp_path / "root")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = f"b{abs(hash(str(tmp_path))) % 10**8}"
+    make_bucket(endpoint, bucket)
+    return storage_from_uri(f"s3://{bucket}/some/prefix", endpoint_url=endpoint)
+
+
+def test_primitives_round_trip(storage) -> None:
+    storage.write_bytes("a/b/c.txt", b"hello")
+    storage.write_bytes("a/d.txt", b"xy")
+    storage.write_bytes("e/f.bin", b"1")
+    assert storage.read_bytes("a/b/c.txt") == b"hello"
+    assert storage.exists("a/d.txt") and not storage.exists("a/zzz")
+    files = {f.key: f.size for f in storage.list_files("a")}
+    assert files == {"a/b/c.txt": 5, "a/d.txt": 2}
+    assert storage.list_dirs("") == ["a", "e"]
+    assert storage.list_dirs("a") == ["b"]
+    storage.delete_prefix("a")
+    assert not storage.exists("a/d.txt") and storage.list_dirs("") == ["e"]
+    with local_files(storage, ["e/f.bin"]) as paths:
+        assert paths[0].read_bytes() == b"1"
+
+
+def test_keys_cannot_escape_the_root(storage) -> None:
+    with pytest.raises(ValueError, match="escapes"):
+        storage.write_bytes("../outside.txt", b"x")
+
+
+def test_s3_uri_forms(s3_endpoint: str) -> None:
+    store = storage_from_uri("s3://bucket-x/p/q/", endpoint_url=s3_endpoint)
+    assert isinstance(store, S3Storage) and store.uri("k.txt") == "s3://bucket-x/p/q/k.txt"
+    with pytest.raises(ValueError, match="unsupported storage URI"):
+        storage_from_uri("gs://nope/x")
+
+
+def test_commit_is_atomic_and_rerun_converges(storage) -> None:
+    prefix = "drive1/extracted_frames"
+    assert publish.current(storage, prefix) is None
+    first = publish.begin(storage, prefix, "run-a")
+    first.write_bytes("index.parquet", b"v1")
+    first.commit({"frames": 1})
+    committed = publish.current(storage, prefix)
+    assert committed is not None and committed["version"] == first.version
+
+    # a run killed before its commit leaves the published version untouched
+    killed = publish.begin(storage, prefix, "run-b")
+    killed.write_bytes("index.parquet", b"half-written")
+    assert publish.current(storage, prefix)["version"] == first.version
+    version, _ = publish.require_current(storage, prefix)
+    assert storage.read_bytes(version.key("index.parquet")) == b"v1"
+
+    # a rerun publishes a new version with the same content; old versions are pruned
+    for run in ("run-c", "run-d", "run-e"):
+        again = publish.begin(storage, prefix, run)
+        again.write_bytes("index.parquet", b"v1")
+        again.commit({"frames": 1})
+    version, manifest = publish.require_current(storage, prefix)
+    assert storage.read_bytes(version.key("index.parquet")) == b"v1" and manifest["frames"] == 1
+    assert len(storage.list_dirs(f"{prefix}/versions")) <= publish.KEEP_VERSIONS
+    assert json.loads(storage.read_bytes(version.key("manifest.json")))["version"] == version.version
+
+
+def test_require_current_names_the_missing_upstream(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="materialize the upstream asset first"):
+        publish.require_current(LocalStorage(tmp_path), "drive1/raw_bags")

@@ -87,7 +87,7 @@ class LanesConfig(dg.Config):
     description="Inventory of every bag in the drive: format, bytes, time span, topics with types and counts.",
 )
 def raw_bags(context: dg.AssetExecutionContext, storage: DriveStorage, compute: ComputeTargets):
-    params = storage.job_params("inventory", context.partition_key, context.run_id)
+    params = storage.job_params("inventory", context.partition_key, context.run.run_id)
     return compute.for_asset("raw_bags").run(context, params)
 
 
@@ -112,7 +112,7 @@ def raw_bags(context: dg.AssetExecutionContext, storage: DriveStorage, compute: 
 def extracted_frames(
     context: dg.AssetExecutionContext, config: ExtractConfig, storage: DriveStorage, compute: ComputeTargets
 ):
-    params = storage.job_params("extract", context.partition_key, context.run_id, config.model_dump())
+    params = storage.job_params("extract", context.partition_key, context.run.run_id, config.model_dump())
     return compute.for_asset("extracted_frames").run(context, params)
 
 
@@ -132,7 +132,7 @@ def extracted_frames(
 def object_labels(
     context: dg.AssetExecutionContext, config: DetectConfig, storage: DriveStorage, compute: ComputeTargets
 ):
-    params = storage.job_params("detect", context.partition_key, context.run_id, config.options())
+    params = storage.job_params("detect", context.partition_key, context.run.run_id, config.options())
     return compute.for_asset("object_labels").run(context, params)
 
 
@@ -152,7 +152,7 @@ def lane_labels(
     context: dg.AssetExecutionContext, config: LanesConfig, storage: DriveStorage, compute: ComputeTargets
 ):
     params = storage.job_params(
-        "lanes", context.partition_key, context.run_id, config.model_dump(exclude_none=True)
+        "lanes", context.partition_key, context.run.run_id, config.model_dump(exclude_none=True)
     )
     return compute.for_asset("lane_labels").run(context, params)
 

@@ -10,7 +10,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
-from rosbag_assets.jobs.runtime import configure_ultralytics  # noqa: E402
+from rosbag_assets.jobs.runtime import configure_ultralytics
 
 configure_ultralytics(Path(tempfile.gettempdir()) / "rosbag_assets_tests_yolo_cfg")
 

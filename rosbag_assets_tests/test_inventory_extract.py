@@ -104,8 +104,18 @@ def test_extraction_of_real_bags(real_outputs, real_drive: Path) -> None:
     assert set(zip(svo["width"], svo["height"], strict=True)) == {(752, 480)}
     assert set(svo["encoding"]) == {"mono8"}
     assert all(Path(p).exists() for p in index["path"])
-    assert set(index.columns) >= {"drive", "bag", "topic", "stamp_ns", "log_time_ns", "width", "height",
-                                  "encoding", "path", "bytes"}  # fmt: skip
+    assert set(index.columns) >= {
+        "drive",
+        "bag",
+        "topic",
+        "stamp_ns",
+        "log_time_ns",
+        "width",
+        "height",
+        "encoding",
+        "path",
+        "bytes",
+    }
     # compressed frames pass through byte for byte
     from rosbags.highlevel import AnyReader
 
@@ -144,12 +154,19 @@ def test_options_duplicate_stamps_depth_and_zero_stamps(tmp_path: Path, fmt: str
     depth = rng.integers(0, 65535, (24, 32), np.uint16)
     t0 = 1_700_000_000_000_000_000
     msgs = {
-        "/cam/bgr": [(t0 + i * 50_000_000, make_image(fmt, "bgr8", 48, 64, 192, bgr.tobytes(), stamp_ns=t0 + i * 50_000_000))
-                     for i in range(20)],  # 20 Hz for 1 s
-        "/cam/depth": [(t0 + i * 100_000_000, make_image(fmt, "16UC1", 24, 32, 64, depth.tobytes(), stamp_ns=t0))
-                       for i in range(3)],  # three frames with the SAME header stamp
+        "/cam/bgr": [
+            (
+                t0 + i * 50_000_000,
+                make_image(fmt, "bgr8", 48, 64, 192, bgr.tobytes(), stamp_ns=t0 + i * 50_000_000),
+            )
+            for i in range(20)
+        ],  # 20 Hz for 1 s
+        "/cam/depth": [
+            (t0 + i * 100_000_000, make_image(fmt, "16UC1", 24, 32, 64, depth.tobytes(), stamp_ns=t0))
+            for i in range(3)
+        ],  # three frames with the SAME header stamp
         "/cam/nostamp": [(t0 + 7, make_image(fmt, "mono8", 4, 4, 4, bytes(range(16)), stamp_ns=0))],
-    }  # fmt: skip
+    }
     drive = _write(tmp_path, f"opts-{fmt}", fmt, msgs)
 
     _, index, _, _ = _run(drive, tmp_path / "all")
@@ -167,8 +184,11 @@ def test_options_duplicate_stamps_depth_and_zero_stamps(tmp_path: Path, fmt: str
     assert np.array_equal(cv2.imread(index["path"].iloc[0]), bgr)  # PNG is exact
     assert res.metadata["skipped_by_rate"]["raw_value"] == 15
 
-    _, index, _, _ = _run(drive, tmp_path / "window", {"topics": ["/cam/bgr"], "start_offset_s": 0.2,
-                                                        "end_offset_s": 0.5, "max_width": 32})  # fmt: skip
+    _, index, _, _ = _run(
+        drive,
+        tmp_path / "window",
+        {"topics": ["/cam/bgr"], "start_offset_s": 0.2, "end_offset_s": 0.5, "max_width": 32},
+    )
     assert len(index) == 7  # log times 0.2 .. 0.5 s inclusive at 20 Hz
     assert set(zip(index["width"], index["height"], strict=True)) == {(32, 24)}  # aspect kept
 

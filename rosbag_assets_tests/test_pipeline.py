@@ -63,7 +63,9 @@ def test_whole_chain_on_sample_drive(small_sample_landing: Path, tmp_path: Path,
     local = LocalStorage(out)
     frames = read(local, "sample", "extracted_frames", "index.parquet")
     assert frames.groupby("topic").size().to_dict() == {
-        "/camera/front/image_raw": 20, "/camera/side/image_raw/compressed": 20}  # fmt: skip
+        "/camera/front/image_raw": 20,
+        "/camera/side/image_raw/compressed": 20,
+    }
     labels = read(local, "sample", "object_labels", "labels.parquet")
     assert {"bus", "person"} <= set(labels["class_name"])
     assert set(labels["model"]) == {"yolo11n_int8.tflite"} and labels["weights_sha256"].str.len().eq(64).all()
@@ -128,8 +130,12 @@ def test_yolo_finds_the_bus_in_a_bag(tmp_path: Path) -> None:
     storage = DriveStorage(landing_root=str(tmp_path / "landing"), output_root=str(tmp_path / "out"))
     from rosbag_assets.assets import object_labels
 
-    result = materialize([raw_bags, extracted_frames, object_labels], "bus", storage,
-                         config={"object_labels": {"config": {"weights": str(model)}}})  # fmt: skip
+    result = materialize(
+        [raw_bags, extracted_frames, object_labels],
+        "bus",
+        storage,
+        config={"object_labels": {"config": {"weights": str(model)}}},
+    )
     assert result.success and all(checks_of(result).values())
     labels = read(LocalStorage(tmp_path / "out"), "bus", "object_labels", "labels.parquet")
     buses = labels[labels["class_name"] == "bus"]
@@ -182,12 +188,20 @@ def test_s3_landing_and_output_same_code_path(moto_s3: str, tmp_path: Path) -> N
 
 
 def test_definitions_validate(tmp_path: Path) -> None:
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "ROSBAG_ASSETS_LANDING_ROOT": str(tmp_path / "landing"),
-           "ROSBAG_ASSETS_OUTPUT_ROOT": str(tmp_path / "out")}  # fmt: skip
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path),
+        "ROSBAG_ASSETS_LANDING_ROOT": str(tmp_path / "landing"),
+        "ROSBAG_ASSETS_OUTPUT_ROOT": str(tmp_path / "out"),
+    }
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

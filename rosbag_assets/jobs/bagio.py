@@ -32,7 +32,9 @@ def open_bag(storage: Storage, bag: BagRef, workdir: Path | None = None) -> Iter
     keys = [f.key for f in bag.files]
     with local_files(storage, keys, workdir) as paths:
         # a ROS2 bag folder opens by its folder; single files by themselves
-        target = [next(p for p in paths if p.name == "metadata.yaml").parent] if bag.has_metadata else paths[:1]
+        target = (
+            [next(p for p in paths if p.name == "metadata.yaml").parent] if bag.has_metadata else paths[:1]
+        )
         uri = bag_uri(storage, bag)
         if all(p.stat().st_size == 0 for p in paths if p.name != "metadata.yaml"):
             raise BagReadError(f"{uri}: zero-length file, nothing was recorded")

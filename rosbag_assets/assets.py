@@ -161,6 +161,5 @@ drive_assets = [raw_bags, extracted_frames, object_labels, lane_labels]
 process_drive = dg.define_asset_job(
     "process_drive",
     selection=dg.AssetSelection.assets(*drive_assets),
-    partitions_def=drives,
     description="Inventory, extract, label objects and lanes for one drive.",
 )

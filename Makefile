@@ -32,15 +32,15 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $${PORT:-3000} -w workspace.yaml
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check rosbag_assets rosbag_assets_tests bench
+	$(VENV)/bin/ruff check rosbag_assets rosbag_assets_tests $(wildcard bench)
 	YOLO_OFFLINE=1 $(PY) -m pytest -q
 
 test-fast: $(STAMP)
 	YOLO_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check rosbag_assets rosbag_assets_tests bench
-	$(VENV)/bin/ruff format --check rosbag_assets rosbag_assets_tests bench
+	$(VENV)/bin/ruff check rosbag_assets rosbag_assets_tests $(wildcard bench)
+	$(VENV)/bin/ruff format --check rosbag_assets rosbag_assets_tests $(wildcard bench)
 
 clean:
 	rm -rf var .dagster_home .pytest_cache

@@ -5,7 +5,6 @@ materializations are there in the UI afterwards.
 """
 
 import argparse
-import io
 import os
 import sys
 from pathlib import Path
@@ -50,7 +49,7 @@ def run_demo(root: Path, drive: str, weights: str, allow_fallback: bool, compute
 
 def _read(storage: LocalStorage, drive: str, asset: str, name: str) -> tuple[pd.DataFrame, dict, str]:
     version, manifest = publish.require_current(storage, join_key(drive, asset))
-    return pd.read_parquet(io.BytesIO(storage.read_bytes(version.key(name)))), manifest, version.uri()
+    return version.read_parquet(name), manifest, version.uri()
 
 
 def print_summary(storage: LocalStorage, drive: str, result: dg.ExecuteInProcessResult) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -24,8 +23,7 @@ DEPTH_ENCODINGS = {"16UC1", "32FC1", "mono16", "16SC1"}
 def committed_frames(storage: Storage, drive: str) -> tuple[publish.Staging, pd.DataFrame]:
     """The committed `extracted_frames` version of `drive` and its index."""
     version, _ = publish.require_current(storage, join_key(drive, "extracted_frames"))
-    index = pd.read_parquet(io.BytesIO(storage.read_bytes(version.key("index.parquet"))))
-    return version, index
+    return version, version.read_parquet("index.parquet")
 
 
 def select_frames(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -93,12 +92,6 @@ def bag_rows(drive: str, reports: list[BagReport]) -> tuple[list[dict[str, Any]]
     return bags, topics
 
 
-def to_parquet(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
-    buf = io.BytesIO()
-    pd.DataFrame(rows, columns=columns).to_parquet(buf, index=False)
-    return buf.getvalue()
-
-
 BAG_COLUMNS = [
     "drive",
     "bag",
@@ -144,8 +137,8 @@ def run_inventory(
 
     bag_table, topic_table = bag_rows(drive, reports)
     staging = publish.begin(output, join_key(drive, "raw_bags"), run_id)
-    staging.write_bytes("bags.parquet", to_parquet(bag_table, BAG_COLUMNS))
-    staging.write_bytes("topics.parquet", to_parquet(topic_table, TOPIC_COLUMNS))
+    staging.write_parquet("bags.parquet", pd.DataFrame(bag_table, columns=BAG_COLUMNS))
+    staging.write_parquet("topics.parquet", pd.DataFrame(topic_table, columns=TOPIC_COLUMNS))
     fingerprint = drive_fingerprint(bags)
     readable = [rep for rep in reports if rep.error is None]
     manifest = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from typing import Any
 
@@ -95,9 +94,7 @@ def run_lanes(
 
     lanes_df = pd.DataFrame(rows, columns=LANE_COLUMNS)
     staging = publish.begin(output, join_key(drive, "lane_labels"), run_id)
-    buf = io.BytesIO()
-    lanes_df.to_parquet(buf, index=False)
-    staging.write_bytes("lanes.parquet", buf.getvalue())
+    staging.write_parquet("lanes.parquet", lanes_df)
     sheet = preview.jpeg_bytes(preview.contact_sheet(tiles))
     staging.write_bytes("preview.jpg", sheet)
     staging.commit(
@@ -132,7 +129,7 @@ def _object_labels(storage: Storage, drive: str, frames_version: str, log: r.Job
         log.info("no object labels for these frames; the preview shows lanes only")
         return {}
     version = publish.Staging(storage, join_key(drive, "object_labels"), manifest["version"])
-    labels = pd.read_parquet(io.BytesIO(storage.read_bytes(version.key("labels.parquet"))))
+    labels = version.read_parquet("labels.parquet")
     return {k: g.to_dict("records") for k, g in labels.groupby("frame_key")}
 
 

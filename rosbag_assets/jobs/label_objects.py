@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import random
 import time
 from dataclasses import asdict, fields
@@ -95,9 +94,7 @@ def run_detect(
 
     labels = pd.DataFrame(rows, columns=LABEL_COLUMNS)
     staging = publish.begin(output, join_key(drive, "object_labels"), run_id)
-    buf = io.BytesIO()
-    labels.to_parquet(buf, index=False)
-    staging.write_bytes("labels.parquet", buf.getvalue())
+    staging.write_parquet("labels.parquet", labels)
     sheet = preview.jpeg_bytes(
         preview.contact_sheet([preview.caption(img, row["topic"]) for row, img in sample])
     )

@@ -8,11 +8,14 @@ partition that looks done; readers always resolve the pointer; a rerun publishes
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+import pandas as pd
 
 from rosbag_assets.jobs.storage import Storage, join_key
 
@@ -42,6 +45,14 @@ class Staging:
         key = self.key(relative)
         self.storage.write_bytes(key, data)
         return key
+
+    def write_parquet(self, relative: str, frame: pd.DataFrame) -> str:
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        return self.write_bytes(relative, buf.getvalue())
+
+    def read_parquet(self, relative: str) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(self.storage.read_bytes(self.key(relative))))
 
     def commit(self, manifest: dict[str, Any]) -> str:
         """Write the manifest into the version, then flip the pointer to it; prune old versions."""

@@ -1,0 +1,1 @@
+"""Benchmarks for extraction, detection and discovery (`python -m bench.run`)."""

@@ -1,0 +1,103 @@
+"""Child-process entry points so wall time and peak RSS are measured per workload (`python -m bench.child`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def extract(drive_dir: str, out_dir: str, topics: list[str] | None) -> dict:
+    from rosbag_assets.jobs.extract import run_extract
+    from rosbag_assets.jobs.inventory import run_inventory
+    from rosbag_assets.jobs.storage import LocalStorage
+
+    src, out = LocalStorage(drive_dir), LocalStorage(out_dir)
+    run_inventory(drive="d", source=src, output=out)
+    t0 = time.perf_counter()
+    result = run_extract(drive="d", source=src, output=out, options={"topics": topics})
+    seconds = time.perf_counter() - t0
+    meta = result.metadata
+    return {"seconds": seconds, "frames": _val(meta["frames"]), "bytes": _val(meta["bytes"])}
+
+
+def _val(v: object) -> float:
+    return v["raw_value"] if isinstance(v, dict) else v  # type: ignore[return-value]
+
+
+def baseline(bag: str, cap: int) -> dict:
+    """The seed pipeline: one full pass per topic, full deserialize, PNG via cv2.imwrite plus a resized copy."""
+    import tempfile
+
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+
+    from rosbag_assets.jobs.images import decode_image_message
+
+    frames = 0
+    t0 = time.perf_counter()
+    with (
+        tempfile.TemporaryDirectory(dir="/tmp") as tmp,
+        AnyReader([Path(bag)], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader,
+    ):
+        topics = [c.topic for c in reader.connections if c.msgtype.endswith(("/Image", "/CompressedImage"))]
+        for topic in topics:
+            conns = [c for c in reader.connections if c.topic == topic]
+            n = 0
+            for conn, ts, raw in reader.messages(connections=conns):
+                if n >= cap:
+                    continue  # the seed reads the whole pass; we only cap the encoding work
+                msg = reader.deserialize(raw, conn.msgtype)
+                img = decode_image_message(msg)
+                cv2.imwrite(f"{tmp}/{topic.strip('/').replace('/', '_')}_{ts}.png", img)
+                small = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2))
+                cv2.imwrite(f"{tmp}/{topic.strip('/').replace('/', '_')}_{ts}_small.png", small)
+                n += 1
+                frames += 1
+    return {"seconds": time.perf_counter() - t0, "frames": frames}
+
+
+def encode_limit(n_big: int, n_small: int) -> dict:
+    """JPEG-encode-only throughput of the same frames on all cores (no I/O, no bag)."""
+    from bench.genbag import load_frames
+
+    frames = load_frames()
+    work = [frames[i % len(frames)][0] for i in range(n_big)] + [
+        frames[i % len(frames)][1] for i in range(n_small)
+    ]
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        total = sum(len(b) for _, b in pool.map(lambda im: cv2.imencode(".jpg", im, params), work))
+    return {"seconds": time.perf_counter() - t0, "frames": len(work), "bytes": total}
+
+
+def bag_read(bag: str) -> dict:
+    """AnyReader iterating raw messages, no deserialize."""
+    from rosbags.highlevel import AnyReader
+
+    t0 = time.perf_counter()
+    total = 0
+    with AnyReader([Path(bag)]) as reader:
+        for _, _, raw in reader.messages():
+            total += len(raw)
+    return {"seconds": time.perf_counter() - t0, "bytes": total}
+
+
+def main() -> None:
+    kind, args = sys.argv[1], json.loads(sys.argv[2])
+    np.random.seed(0)
+    result = {"extract": extract, "baseline": baseline, "encode_limit": encode_limit, "bag_read": bag_read}[
+        kind
+    ](**args)
+    print("RESULT " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""One command for all benchmarks: ``.venv/bin/python -m bench.run [--quick] [--sizes 1,4]``.
+
+Every workload runs in a child process (wall time + peak RSS from ``os.wait4``); baseline, limit and ours run
+on the same bag in the same invocation and are reported as ratios, because the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def child(kind: str, **args: Any) -> dict[str, Any]:
+    """Run `bench.child <kind>` and return its result plus ``rss_mb`` (peak RSS of that process)."""
+    proc = subprocess.Popen(
+        [PY, "-m", "bench.child", kind, json.dumps(args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{kind} failed:\n{err.decode()[-3000:]}")
+    line = next(x for x in out.decode().splitlines() if x.startswith("RESULT "))
+    result = json.loads(line[len("RESULT ") :])
+    result["rss_mb"] = usage.ru_maxrss / 1024
+    return result
+
+
+def du(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def bench_extraction(size_gb: float, fmt: str, work: Path, baseline_cap: int) -> dict[str, Any]:
+    from bench.genbag import COMPRESSED_TOPICS, RAW_TOPICS, write_bag
+
+    drive = work / f"drive-{fmt}-{size_gb}"
+    shutil.rmtree(drive, ignore_errors=True)
+    drive.mkdir(parents=True)
+    bag = drive / ("cams.bag" if fmt == "ros1" else "cams")
+    t0 = time.perf_counter()
+    write_bag(bag, fmt, int(size_gb * 1e9))
+    gen_s = time.perf_counter() - t0
+    size = du(bag)
+    row: dict[str, Any] = {"fmt": fmt, "size_gb": size / 1e9, "gen_s": gen_s}
+    try:
+        read = child("bag_read", bag=str(bag))
+        row["read_gbps"] = read["bytes"] / read["seconds"] / 1e9
+        ours_raw = child("extract", drive_dir=str(drive), out_dir=str(work / "out-raw"), topics=RAW_TOPICS)
+        ticks = ours_raw["frames"] // len(RAW_TOPICS)
+        limit = child("encode_limit", n_big=ticks, n_small=ticks)
+        cdrive = work / f"drive-{fmt}-{size_gb}-jpeg"
+        shutil.rmtree(cdrive, ignore_errors=True)
+        cdrive.mkdir(parents=True)
+        write_bag(cdrive / bag.name, fmt, int(size_gb * 1e9), compressed_only=True)
+        ours_c = child(
+            "extract", drive_dir=str(cdrive), out_dir=str(work / "out-c"), topics=COMPRESSED_TOPICS
+        )
+        shutil.rmtree(cdrive, ignore_errors=True)
+        ours_all = child("extract", drive_dir=str(drive), out_dir=str(work / "out-all"), topics=None)
+        base = child("baseline", bag=str(bag), cap=baseline_cap)
+    finally:
+        shutil.rmtree(drive, ignore_errors=True)
+        shutil.rmtree(work / f"drive-{fmt}-{size_gb}-jpeg", ignore_errors=True)
+        for name in ("out-raw", "out-c", "out-all"):
+            shutil.rmtree(work / name, ignore_errors=True)
+    row.update(
+        limit_fps=limit["frames"] / limit["seconds"],
+        raw_fps=ours_raw["frames"] / ours_raw["seconds"],
+        raw_rss_mb=ours_raw["rss_mb"],
+        compressed_gbps=ours_c["bytes"] / ours_c["seconds"] / 1e9,
+        compressed_fps=ours_c["frames"] / ours_c["seconds"],
+        all_fps=ours_all["frames"] / ours_all["seconds"],
+        all_gbps=size / ours_all["seconds"] / 1e9,
+        all_rss_mb=ours_all["rss_mb"],
+        baseline_fps=base["frames"] / base["seconds"],
+        baseline_frames=base["frames"],
+    )
+    row["raw_vs_limit"] = row["raw_fps"] / row["limit_fps"]
+    row["all_vs_baseline"] = row["all_fps"] / row["baseline_fps"]
+    return row
+
+
+def print_table(rows: list[dict[str, Any]], cols: list[str]) -> None:
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for row in rows:
+        cells = [f"{row[c]:.3g}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in cols]
+        print("| " + " | ".join(cells) + " |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1,4", help="bag sizes in GB, comma separated")
+    parser.add_argument("--quick", action="store_true", help="one ~0.2 GB bag per format")
+    parser.add_argument("--formats", default="ros1,mcap")
+    parser.add_argument("--workdir", default="/tmp/rosbag_bench")
+    parser.add_argument(
+        "--baseline-frames", type=int, default=40, help="frames per topic the baseline encodes"
+    )
+    parser.add_argument("--skip", default="", help="comma separated: extract,detect,scan")
+    parser.add_argument("--drives", type=int, default=10_000, help="drives in the landing root for the scan")
+    parser.add_argument("--detect-frames", type=int, default=64)
+    args = parser.parse_args(argv)
+    sizes = [0.2] if args.quick else [float(s) for s in args.sizes.split(",")]
+    skip = set(filter(None, args.skip.split(",")))
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"# machine: {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    print(f"# command: {' '.join([Path(PY).name, '-m', 'bench.run', *(argv or sys.argv[1:])])}\n")
+    results: dict[str, Any] = {}
+    if "extract" not in skip:
+        rows = [
+            bench_extraction(s, f, work, args.baseline_frames) for s in sizes for f in args.formats.split(",")
+        ]
+        results["extract"] = rows
+        print("## extraction (fps = frames/s; ratios measured in the same run)")
+        print_table(
+            rows,
+            [
+                "fmt",
+                "size_gb",
+                "read_gbps",
+                "limit_fps",
+                "raw_fps",
+                "raw_vs_limit",
+                "baseline_fps",
+                "all_fps",
+                "all_vs_baseline",
+                "compressed_gbps",
+                "all_gbps",
+                "raw_rss_mb",
+                "all_rss_mb",
+            ],
+        )
+    if "detect" not in skip:
+        from bench.detect import bench_detect
+
+        results["detect"] = bench_detect(work, args.detect_frames)
+        print("\n## detection (same ONNX file, same frames, decode + letterbox on both sides)")
+        print_table([results["detect"]], list(results["detect"]))
+    if "scan" not in skip:
+        from bench.scan import bench_scan
+
+        results["scan"] = bench_scan(work, args.drives)
+        print("\n## orchestration")
+        print_table([results["scan"]], list(results["scan"]))
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"\nraw results: {work / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

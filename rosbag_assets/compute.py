@@ -11,7 +11,8 @@ import dagster as dg
 from pydantic import Field
 
 from rosbag_assets.jobs.entrypoint import run_job
-from rosbag_assets.resources import result_to_dagster
+from rosbag_assets.remote_batch import BatchCompute
+from rosbag_assets.resources import ContextLog, result_to_dagster
 
 JOB_COMMAND = [sys.executable, "-m", "rosbag_assets.jobs.entrypoint"]
 RunOutput = dg.MaterializeResult | Sequence[dg.MaterializeResult | dg.AssetCheckResult]
@@ -19,19 +20,6 @@ RunOutput = dg.MaterializeResult | Sequence[dg.MaterializeResult | dg.AssetCheck
 
 class ComputeTarget(Protocol):
     def run(self, context: dg.AssetExecutionContext, params: dict[str, Any]) -> RunOutput: ...
-
-
-class _ContextLog:
-    """Job log that writes to the Dagster run's log."""
-
-    def __init__(self, context: dg.AssetExecutionContext):
-        self._log = context.log
-
-    def info(self, msg: str) -> None:
-        self._log.info(msg)
-
-    def warning(self, msg: str) -> None:
-        self._log.warning(msg)
 
 
 class LocalCompute(dg.ConfigurableResource):
@@ -45,7 +33,7 @@ class LocalCompute(dg.ConfigurableResource):
 
     def run(self, context: dg.AssetExecutionContext, params: dict[str, Any]) -> RunOutput:
         if self.mode == "in_process":
-            return result_to_dagster(run_job(params, log=_ContextLog(context)))
+            return result_to_dagster(run_job(params, log=ContextLog(context)))
         client = dg.PipesSubprocessClient(env=dict(self.env) or None)
         return client.run(context=context, command=JOB_COMMAND, extras=params).get_results()
 
@@ -53,17 +41,20 @@ class LocalCompute(dg.ConfigurableResource):
 class ComputeTargets(dg.ConfigurableResource):
     """Which target runs each asset's job: ``default`` for all, ``per_asset`` to override one asset."""
 
-    default: Literal["local"] = Field(
-        default="local", description="Target for assets not named in per_asset."
+    default: Literal["local", "batch"] = Field(
+        default="local", description="Target for assets not in per_asset."
     )
-    per_asset: dict[str, str] = Field(default_factory=dict, description='e.g. {"object_labels": "local"}')
-    local: LocalCompute = Field(default_factory=LocalCompute)
+    per_asset: dict[str, str] = Field(default_factory=dict, description='e.g. {"object_labels": "batch"}')
+    local: LocalCompute | None = Field(default=None, description="Local target (subprocess when unset).")
+    batch: BatchCompute | None = Field(default=None, description="AWS Batch target.")
 
     def target_name(self, asset: str) -> str:
         return self.per_asset.get(asset, self.default)
 
     def for_asset(self, asset: str) -> ComputeTarget:
         name = self.target_name(asset)
+        if name == "local":
+            return self.local or LocalCompute()
         target = getattr(self, name, None)
         if target is None:
             raise ValueError(f"asset {asset}: compute target {name!r} is not configured")

@@ -98,3 +98,16 @@ def result_to_dagster(res: r.JobResult) -> dg.MaterializeResult:
             for c in res.checks
         ],
     )
+
+
+class ContextLog:
+    """Job log that writes to the Dagster run's log."""
+
+    def __init__(self, context: dg.AssetExecutionContext):
+        self._log = context.log
+
+    def info(self, msg: str) -> None:
+        self._log.info(msg)
+
+    def warning(self, msg: str) -> None:
+        self._log.warning(msg)

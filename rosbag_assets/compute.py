@@ -12,6 +12,8 @@ from pydantic import Field
 
 from rosbag_assets.jobs.entrypoint import run_job
 from rosbag_assets.remote_batch import BatchCompute
+from rosbag_assets.remote_k8s import K8sCompute
+from rosbag_assets.remote_sagemaker import SageMakerCompute
 from rosbag_assets.resources import ContextLog, result_to_dagster
 
 JOB_COMMAND = [sys.executable, "-m", "rosbag_assets.jobs.entrypoint"]
@@ -47,6 +49,10 @@ class ComputeTargets(dg.ConfigurableResource):
     per_asset: dict[str, str] = Field(default_factory=dict, description='e.g. {"object_labels": "batch"}')
     local: LocalCompute | None = Field(default=None, description="Local target (subprocess when unset).")
     batch: BatchCompute | None = Field(default=None, description="AWS Batch target.")
+    sagemaker: SageMakerCompute | None = Field(
+        default=None, description="SageMaker Processing/Training target."
+    )
+    k8s: K8sCompute | None = Field(default=None, description="Kubernetes pod target (dagster-k8s Pipes).")
 
     def target_name(self, asset: str) -> str:
         return self.per_asset.get(asset, self.default)

@@ -1,0 +1,208 @@
+"""SageMaker compute target: each asset's job runs the Pipes entry point in a SageMaker job.
+
+Labelers run as Processing jobs (``AppSpecification.ContainerEntrypoint`` = the entry point); an asset
+listed in ``training_assets`` runs as a Training job. Both read and write the drive's S3 storage
+directly with the job role; the Pipes context and messages go through ``pipes_bucket``.
+
+Bound the load a backfill puts on the SageMaker API with ``max_concurrent_jobs`` (per process) and
+a Dagster concurrency pool named ``sagemaker`` (across processes, set in dagster.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import dagster as dg
+from pydantic import Field
+
+from rosbag_assets.pipes.sagemaker import PipesSageMakerClient, sagemaker_job_name
+
+CONTAINER_ENTRYPOINT = ["python", "-m", "rosbag_assets.jobs.entrypoint"]
+PARAMS_DIR = "/opt/ml/processing/input/params"
+SCRATCH_DIR = "/opt/ml/processing/output"
+
+
+class SageMakerCompute(dg.ConfigurableResource):
+    """Runs jobs as SageMaker Processing (or Training) jobs through Dagster Pipes."""
+
+    image_uri: str = Field(description="Default ECR image for every asset (see containers/README.md).")
+    images: dict[str, str] = Field(
+        default_factory=dict, description='Per-asset image, e.g. {"object_labels": "<ecr>/rosbag-detect:1"}'
+    )
+    role_arn: str = Field(description="Execution role the job runs as (deploy/iam/).")
+    instance_type: str = Field(default="ml.m5.xlarge", description="Instance type for assets not overridden.")
+    instance_types: dict[str, str] = Field(
+        default_factory=lambda: {"object_labels": "ml.g5.xlarge"},
+        description="Per-asset instance type; object detection defaults to a GPU instance.",
+    )
+    instance_count: int = Field(default=1, ge=1, description="Instances per job (the jobs are single-host).")
+    volume_size_gb: int = Field(default=30, ge=1, le=16384)
+    max_runtime_s: int = Field(default=24 * 3600, ge=1)
+    region: str | None = Field(default=None, description="AWS region; default: the boto3 default.")
+    endpoint_url: str | None = Field(
+        default=None, description="SageMaker API endpoint (VPC endpoint, emulator)."
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint for Pipes objects; also given to the job as AWS_ENDPOINT_URL_S3.",
+    )
+    pipes_bucket: str = Field(description="Bucket for Pipes context/messages and job parameters.")
+    pipes_prefix: str = Field(default="dagster-pipes/", description="Key prefix in pipes_bucket.")
+    max_concurrent_jobs: int = Field(default=8, ge=1, description="Live SageMaker jobs per Dagster process.")
+    poll_interval_s: float = Field(default=15.0, gt=0)
+    message_interval_s: float = Field(default=10.0, gt=0)
+    training_assets: list[str] = Field(default_factory=list, description="Assets run as Training jobs.")
+    subnets: list[str] = Field(default_factory=list, description="VPC subnets (with security_group_ids).")
+    security_group_ids: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra job environment (values <= 256 chars)."
+    )
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    def sagemaker_client(self) -> Any:
+        return boto3.client("sagemaker", region_name=self.region, endpoint_url=self.endpoint_url)
+
+    def s3_client(self) -> Any:
+        return boto3.client("s3", region_name=self.region, endpoint_url=self.s3_endpoint_url)
+
+    def pipes_client(self) -> PipesSageMakerClient:
+        return PipesSageMakerClient(
+            self.sagemaker_client(),
+            bucket=self.pipes_bucket,
+            s3_client=self.s3_client(),
+            key_prefix=self.pipes_prefix,
+            max_concurrent_jobs=self.max_concurrent_jobs,
+            poll_interval=self.poll_interval_s,
+            message_interval=self.message_interval_s,
+        )
+
+    def job_environment(self) -> dict[str, str]:
+        env = {"ROSBAG_ASSETS_PIPES_BUCKET": self.pipes_bucket, "PYTHONUNBUFFERED": "1", **self.env}
+        if self.s3_endpoint_url:
+            env["AWS_ENDPOINT_URL_S3"] = self.s3_endpoint_url
+        return env
+
+    def _common(self, asset: str, name: str) -> dict[str, Any]:
+        common: dict[str, Any] = {
+            "RoleArn": self.role_arn,
+            "StoppingCondition": {"MaxRuntimeInSeconds": self.max_runtime_s},
+            "Environment": self.job_environment(),
+            "Tags": [{"Key": k, "Value": v} for k, v in {"rosbag_assets/asset": asset, **self.tags}.items()],
+        }
+        return common
+
+    def _network(self) -> dict[str, Any]:
+        if not self.subnets:
+            return {}
+        return {"Subnets": self.subnets, "SecurityGroupIds": self.security_group_ids}
+
+    def processing_job_params(self, asset: str, name: str, params_uri: str, job_uri: str) -> dict[str, Any]:
+        """``create_processing_job`` arguments for one job (the Pipes environment is added by the client)."""
+        out: dict[str, Any] = {
+            "ProcessingJobName": name,
+            "ProcessingResources": {
+                "ClusterConfig": {
+                    "InstanceCount": self.instance_count,
+                    "InstanceType": self.instance_types.get(asset, self.instance_type),
+                    "VolumeSizeInGB": self.volume_size_gb,
+                }
+            },
+            "AppSpecification": {
+                "ImageUri": self.images.get(asset, self.image_uri),
+                "ContainerEntrypoint": CONTAINER_ENTRYPOINT,
+            },
+            # The job parameters, for audit and a manual re-run with `--params`; the job itself
+            # reads and publishes the drive's storage directly (its commit protocol is atomic).
+            "ProcessingInputs": [
+                {
+                    "InputName": "params",
+                    "S3Input": {
+                        "S3Uri": params_uri,
+                        "LocalPath": PARAMS_DIR,
+                        "S3DataType": "S3Prefix",
+                        "S3InputMode": "File",
+                        "S3DataDistributionType": "FullyReplicated",
+                    },
+                }
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    {
+                        "OutputName": "scratch",
+                        "S3Output": {
+                            "S3Uri": f"{job_uri}/output",
+                            "LocalPath": SCRATCH_DIR,
+                            "S3UploadMode": "EndOfJob",
+                        },
+                    }
+                ]
+            },
+            **self._common(asset, name),
+        }
+        if self.subnets:
+            out["NetworkConfig"] = {"VpcConfig": self._network()}
+        return out
+
+    def training_job_params(self, asset: str, name: str, params_uri: str, job_uri: str) -> dict[str, Any]:
+        """``create_training_job`` arguments for one job."""
+        out: dict[str, Any] = {
+            "TrainingJobName": name,
+            "AlgorithmSpecification": {
+                "TrainingImage": self.images.get(asset, self.image_uri),
+                "TrainingInputMode": "File",
+                "ContainerEntrypoint": CONTAINER_ENTRYPOINT,
+            },
+            "InputDataConfig": [
+                {
+                    "ChannelName": "params",
+                    "DataSource": {
+                        "S3DataSource": {
+                            "S3DataType": "S3Prefix",
+                            "S3Uri": params_uri,
+                            "S3DataDistributionType": "FullyReplicated",
+                        }
+                    },
+                }
+            ],
+            "OutputDataConfig": {"S3OutputPath": f"{job_uri}/model"},
+            "ResourceConfig": {
+                "InstanceType": self.instance_types.get(asset, self.instance_type),
+                "InstanceCount": self.instance_count,
+                "VolumeSizeInGB": self.volume_size_gb,
+            },
+            **self._common(asset, name),
+        }
+        if self.subnets:
+            out["VpcConfig"] = self._network()
+        return out
+
+    def run(self, context: dg.AssetExecutionContext, params: dict[str, Any]) -> Any:
+        """Run ``params`` on SageMaker; same contract as ``LocalCompute.run``."""
+        for key in ("output", "source"):
+            if key in params and not str(params[key]).startswith("s3://"):
+                raise ValueError(f"SageMaker jobs need S3 storage; {key}={params[key]!r} is not s3://")
+        asset = context.asset_key.path[-1]
+        partition = context.partition_key if context.has_partition_key else None
+        name = sagemaker_job_name(context.run_id, asset, partition, context.retry_number)
+        job_uri = f"s3://{self.pipes_bucket}/{self.pipes_prefix}jobs/{name}"
+        params_key = f"{self.pipes_prefix}jobs/{name}/params/params.json"
+        self.s3_client().put_object(
+            Bucket=self.pipes_bucket, Key=params_key, Body=json.dumps(params, default=str).encode()
+        )
+        params_uri = f"s3://{self.pipes_bucket}/{self.pipes_prefix}jobs/{name}/params"
+        client = self.pipes_client()
+        if asset in self.training_assets:
+            invocation = client.run(
+                context=context,
+                training_job_params=self.training_job_params(asset, name, params_uri, job_uri),
+                extras=params,
+            )
+        else:
+            invocation = client.run(
+                context=context,
+                processing_job_params=self.processing_job_params(asset, name, params_uri, job_uri),
+                extras=params,
+            )
+        return invocation.get_results()

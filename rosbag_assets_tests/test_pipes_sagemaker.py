@@ -1,0 +1,425 @@
+"""SageMaker Pipes target: real round trips against a moto server and the real job entry point.
+
+``FakeSageMaker`` wraps a boto3 client on moto: create_* really calls moto, then runs the job's
+container entry point as a local subprocess with only the environment SageMaker would give it (the
+request's ``Environment`` plus role credentials), so the Pipes context and messages really go through S3.
+"""
+
+import random
+import re
+import socket
+import string
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any, ClassVar
+
+import boto3
+import dagster as dg
+import pytest
+from botocore.exceptions import ClientError
+from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster._core.pipes import utils as pipes_utils
+from moto.server import ThreadedMotoServer
+
+from rosbag_assets.assets import extracted_frames, lane_labels, raw_bags
+from rosbag_assets.compute import ComputeTargets, LocalCompute
+from rosbag_assets.jobs.sample_drive import write_sample_drive
+from rosbag_assets.pipes.sagemaker import (
+    JOB_NAME_RE,
+    PipesSageMakerClient,
+    call_with_backoff,
+    sagemaker_job_name,
+)
+from rosbag_assets.remote_sagemaker import SageMakerCompute
+from rosbag_assets.resources import DriveStorage
+
+REPO = Path(__file__).resolve().parents[1]
+REGION = "us-east-1"
+CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+ROLE = "arn:aws:iam::123456789012:role/rosbag-assets-sagemaker"
+
+
+def _throttle(op: str) -> ClientError:
+    return ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, op)
+
+
+class FakeSageMaker:
+    """A boto3 SageMaker client on moto that also runs each job's container entry point locally."""
+
+    def __init__(self, endpoint: str, *, throttle: dict[str, int] | None = None, hang: bool = False):
+        self._sm = boto3.client("sagemaker", endpoint_url=endpoint, region_name=REGION)
+        self._s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+        self.meta = self._sm.meta
+        self.throttle = Counter(throttle or {})
+        self.hang = hang
+        self.calls: Counter[str] = Counter()
+        self.requests: dict[str, dict[str, Any]] = {}
+        self.outcomes: dict[str, dict[str, Any]] = {}
+        self.stopped: list[str] = []
+
+    def _enter(self, op: str) -> None:
+        self.calls[op] += 1
+        if self.throttle[op] > 0:
+            self.throttle[op] -= 1
+            raise _throttle(op)
+
+    def _run_container(
+        self, name: str, entrypoint: list[str], env: dict[str, str], inputs: list[str]
+    ) -> None:
+        for key, value in env.items():  # the real service rejects these at create time
+            assert len(value) <= 256, f"env {key} is {len(value)} chars"
+        for uri in inputs:  # SageMaker fails a job whose S3 input prefix is empty
+            bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+            assert self._s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount", 0) > 0, uri
+        if self.hang:
+            self.outcomes[name] = {"status": "InProgress"}
+            return
+        cmd = [sys.executable if entrypoint[0] == "python" else entrypoint[0], *entrypoint[1:]]
+        base = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **CREDS}
+        proc = subprocess.run(
+            cmd, env={**base, **env}, cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+        )
+        if proc.returncode == 0:
+            self.outcomes[name] = {"status": "Completed"}
+        else:
+            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            self.outcomes[name] = {"status": "Failed", "reason": f"AlgorithmError: {tail[:900]}"}
+
+    def create_processing_job(self, **kw: Any) -> dict[str, Any]:
+        self._enter("create_processing_job")
+        resp = self._sm.create_processing_job(**kw)
+        self.requests[kw["ProcessingJobName"]] = kw
+        inputs = [i["S3Input"]["S3Uri"] for i in kw.get("ProcessingInputs", [])]
+        app = kw["AppSpecification"]
+        cmd = app["ContainerEntrypoint"] + app.get("ContainerArguments", [])
+        self._run_container(kw["ProcessingJobName"], cmd, kw.get("Environment", {}), inputs)
+        return resp
+
+    def create_training_job(self, **kw: Any) -> dict[str, Any]:
+        self._enter("create_training_job")
+        resp = self._sm.create_training_job(**kw)
+        self.requests[kw["TrainingJobName"]] = kw
+        inputs = [c["DataSource"]["S3DataSource"]["S3Uri"] for c in kw.get("InputDataConfig", [])]
+        algo = kw["AlgorithmSpecification"]
+        cmd = algo["ContainerEntrypoint"] + algo.get("ContainerArguments", [])
+        self._run_container(kw["TrainingJobName"], cmd, kw.get("Environment", {}), inputs)
+        return resp
+
+    def _describe(self, kind: str, name: str) -> dict[str, Any]:
+        op = f"describe_{kind}_job"
+        self._enter(op)
+        resp = getattr(self._sm, op)(**{f"{kind.capitalize()}JobName": name})
+        outcome = self.outcomes.get(name, {})
+        if self.hang and name not in self.stopped:
+            if self.calls[op] >= 2:  # the run is terminated while we poll
+                raise DagsterExecutionInterruptedError()
+            resp[f"{kind.capitalize()}JobStatus"] = "InProgress"
+        elif outcome and name not in self.stopped:
+            resp[f"{kind.capitalize()}JobStatus"] = outcome["status"]
+            if "reason" in outcome:
+                resp["FailureReason"] = outcome["reason"]
+        return resp
+
+    def describe_processing_job(self, ProcessingJobName: str) -> dict[str, Any]:
+        return self._describe("processing", ProcessingJobName)
+
+    def describe_training_job(self, TrainingJobName: str) -> dict[str, Any]:
+        return self._describe("training", TrainingJobName)
+
+    def stop_processing_job(self, ProcessingJobName: str) -> dict[str, Any]:
+        self._enter("stop_processing_job")
+        self.stopped.append(ProcessingJobName)
+        return self._sm.stop_processing_job(ProcessingJobName=ProcessingJobName)
+
+    def stop_training_job(self, TrainingJobName: str) -> dict[str, Any]:
+        self._enter("stop_training_job")  # moto has no stop_training_job
+        self.stopped.append(TrainingJobName)
+        return {}
+
+
+class FakeSageMakerCompute(SageMakerCompute):
+    """SageMakerCompute whose SageMaker client is the test's fake."""
+
+    fake: ClassVar[FakeSageMaker | None] = None
+
+    def sagemaker_client(self) -> Any:
+        assert FakeSageMakerCompute.fake is not None
+        return FakeSageMakerCompute.fake
+
+
+class Targets(ComputeTargets):
+    sagemaker: FakeSageMakerCompute | None = None
+
+
+@pytest.fixture(autouse=True)
+def _short_pipes_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dagster waits 10 s for messages after a session whose process never closed it (cancel, refusal)."""
+    monkeypatch.setattr(pipes_utils, "WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 0)
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Any:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    for key, value in CREDS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return moto_endpoint
+
+
+def _bucket(endpoint: str) -> str:
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name=REGION).create_bucket(Bucket=name)
+    return name
+
+
+def _compute(endpoint: str, pipes_bucket: str, **kw: Any) -> FakeSageMakerCompute:
+    return FakeSageMakerCompute(
+        image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/rosbag-assets-lanes:test",
+        role_arn=ROLE,
+        region=REGION,
+        endpoint_url=endpoint,
+        s3_endpoint_url=endpoint,
+        pipes_bucket=pipes_bucket,
+        poll_interval_s=0.05,
+        message_interval_s=0.1,
+        **kw,
+    )
+
+
+@pytest.fixture
+def drive_on_s3(aws: str, tmp_path: Path) -> tuple[dg.DagsterInstance, DriveStorage]:
+    """A real sample drive, inventoried and extracted in-process into moto S3."""
+    write_sample_drive(tmp_path / "landing" / "d1", seconds=1.0, width=320, height=180)
+    storage = DriveStorage(
+        landing_root=str(tmp_path / "landing"), output_root=f"s3://{_bucket(aws)}/out", s3_endpoint_url=aws
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("drives", ["d1"])
+    res = dg.materialize(
+        [raw_bags, extracted_frames],
+        partition_key="d1",
+        instance=instance,
+        resources={"storage": storage, "compute": ComputeTargets(local=LocalCompute(mode="in_process"))},
+    )
+    assert res.success
+    return instance, storage
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["processing", "training"])
+def test_lane_labels_round_trip_through_sagemaker(
+    drive_on_s3: tuple[dg.DagsterInstance, DriveStorage], aws: str, kind: str
+) -> None:
+    instance, storage = drive_on_s3
+    fake = FakeSageMaker(aws, throttle={f"create_{kind}_job": 2, f"describe_{kind}_job": 1})
+    FakeSageMakerCompute.fake = fake
+    pipes_bucket = _bucket(aws)
+    training = ["lane_labels"] if kind == "training" else []
+    compute = Targets(
+        local=LocalCompute(),
+        per_asset={"lane_labels": "sagemaker"},
+        sagemaker=_compute(aws, pipes_bucket, training_assets=training),
+    )
+    res = dg.materialize(
+        [lane_labels],
+        partition_key="d1",
+        instance=instance,
+        resources={"storage": storage, "compute": compute},
+    )
+    assert res.success
+    # throttled twice on create and once on describe, then succeeded; exactly one job was created
+    assert fake.calls[f"create_{kind}_job"] == 3
+    assert len(fake.requests) == 1
+    ((name, request),) = fake.requests.items()
+    assert JOB_NAME_RE.match(name) and len(name) <= 63 and name.startswith("lane-labels-d1-")
+    assert name == sagemaker_job_name(res.run_id, "lane_labels", "d1", 0)
+    env = request["Environment"]
+    assert {"DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES", "ROSBAG_ASSETS_PIPES_BUCKET"} <= set(env)
+    assert max(len(v) for v in env.values()) <= 256
+    if kind == "processing":
+        assert request["AppSpecification"]["ContainerEntrypoint"][1:] == [
+            "-m",
+            "rosbag_assets.jobs.entrypoint",
+        ]
+        assert request["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.m5.xlarge"
+    else:
+        assert request["AlgorithmSpecification"]["ContainerEntrypoint"][-1] == "rosbag_assets.jobs.entrypoint"
+
+    # metadata and check results came back from the remote process through S3 messages
+    mat = res.asset_materializations_for_node("lane_labels")[0]
+    assert mat.metadata["sagemaker_job_name"].value == name
+    assert any(
+        k not in ("sagemaker_job_name", "sagemaker_job_url", "sagemaker_job_seconds") for k in mat.metadata
+    )
+    checks = {c.check_name: c for c in res.get_asset_check_evaluations()}
+    assert set(checks) == {"lanes_point_at_frames", "lane_points_inside_image"}
+    assert all(c.passed for c in checks.values())
+    s3 = boto3.client("s3", endpoint_url=aws, region_name=REGION)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=pipes_bucket)["Contents"]]
+    assert any(re.search(r"/\d+\.json$", k) for k in keys), keys  # message chunks written by the job
+    assert any(k.endswith(f"jobs/{name}/params/params.json") for k in keys)
+
+
+def _one_shot_asset(extras: dict[str, Any], kind: str = "processing") -> dg.AssetsDefinition:
+    @dg.asset(name="probe")
+    def probe(context: dg.AssetExecutionContext) -> Any:
+        fake = FakeSageMakerCompute.fake
+        client = PipesSageMakerClient(
+            fake,
+            bucket=extras["bucket"],
+            s3_client=boto3.client("s3", endpoint_url=extras["endpoint"], region_name=REGION),
+            poll_interval=0.01,
+            message_interval=0.05,
+        )
+        name = sagemaker_job_name(context.run_id, "probe", None, context.retry_number)
+        params = {"ProcessingJobName": name, **extras["job"]} if kind == "processing" else None
+        return client.run(
+            context=context, processing_job_params=params, extras=extras.get("extras", {})
+        ).get_results()
+
+    return probe
+
+
+def _job(endpoint: str, bucket: str, entrypoint: list[str]) -> dict[str, Any]:
+    boto3.client("s3", endpoint_url=endpoint, region_name=REGION).put_object(
+        Bucket=bucket, Key="in/params.json", Body=b"{}"
+    )
+    return {
+        "RoleArn": ROLE,
+        "Environment": {"ROSBAG_ASSETS_PIPES_BUCKET": bucket},
+        "AppSpecification": {"ImageUri": "img:1", "ContainerEntrypoint": entrypoint},
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
+        },
+        "ProcessingInputs": [
+            {
+                "InputName": "p",
+                "S3Input": {
+                    "S3Uri": f"s3://{bucket}/in",
+                    "LocalPath": "/opt/ml/processing/input/p",
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                },
+            }
+        ],
+    }
+
+
+@pytest.mark.slow
+def test_failure_raises_with_failure_reason(aws: str) -> None:
+    """The real entry point fails inside the container; Dagster fails with SageMaker's FailureReason."""
+    fake = FakeSageMaker(aws)
+    FakeSageMakerCompute.fake = fake
+    bucket = _bucket(aws)
+    job = _job(aws, bucket, ["python", "-m", "rosbag_assets.jobs.entrypoint"])
+    job["Environment"]["AWS_ENDPOINT_URL_S3"] = aws
+    probe = _one_shot_asset({"bucket": bucket, "endpoint": aws, "job": job, "extras": {"job": "nope"}})
+    res = dg.materialize([probe], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not res.success
+    (name,) = fake.requests
+    assert fake.outcomes[name]["status"] == "Failed"
+    failure = next(e for e in res.all_events if e.event_type_value == "STEP_FAILURE")
+    text = str(failure.step_failure_data.error)
+    assert f"SageMaker processing job {name} ended Failed" in text
+    assert "AlgorithmError" in text and "unknown job 'nope'" in text
+
+
+def test_cancel_stops_the_job(aws: str) -> None:
+    fake = FakeSageMaker(aws, hang=True)
+    FakeSageMakerCompute.fake = fake
+    bucket = _bucket(aws)
+    job = _job(aws, bucket, ["python", "-c", "pass"])
+    probe = _one_shot_asset({"bucket": bucket, "endpoint": aws, "job": job})
+    with pytest.raises(DagsterExecutionInterruptedError):
+        dg.materialize([probe], instance=dg.DagsterInstance.ephemeral())
+    (name,) = fake.requests
+    assert fake.stopped == [name]
+    assert fake._sm.describe_processing_job(ProcessingJobName=name)["ProcessingJobStatus"] == "Stopped"
+
+
+def test_env_values_over_256_chars_are_rejected_before_create(aws: str) -> None:
+    fake = FakeSageMaker(aws)
+    FakeSageMakerCompute.fake = fake
+    bucket = _bucket(aws)
+    job = _job(aws, bucket, ["python", "-c", "pass"])
+    job["Environment"]["BIG"] = "x" * 257
+    probe = _one_shot_asset({"bucket": bucket, "endpoint": aws, "job": job})
+    res = dg.materialize([probe], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not res.success
+    assert fake.calls["create_processing_job"] == 0
+    failure = next(e for e in res.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "caps environment values at 256" in str(failure.step_failure_data.error)
+
+
+def test_local_output_is_refused() -> None:
+    compute = _compute("http://127.0.0.1:1", "pipes")
+    ctx = dg.build_asset_context()
+    with pytest.raises(ValueError, match="need S3 storage"):
+        compute.run(ctx, {"job": "lanes", "drive": "d1", "output": "/tmp/out"})
+
+
+def test_backoff_retries_only_throttling_with_growing_jittered_delays() -> None:
+    delays: list[float] = []
+    calls = Counter[str]()
+
+    def flaky() -> str:
+        calls["n"] += 1
+        if calls["n"] <= 5:
+            raise _throttle("CreateProcessingJob")
+        return "ok"
+
+    random.seed(1)
+    assert call_with_backoff(flaky, base_delay=1.0, max_delay=4.0, sleep=delays.append) == "ok"
+    assert calls["n"] == 6 and len(delays) == 5
+    assert all(0 <= d <= min(4.0, 2**i) for i, d in enumerate(delays))
+    assert len(set(delays)) == 5  # jittered, not a fixed schedule
+
+    def invalid() -> None:
+        raise ClientError({"Error": {"Code": "ValidationException", "Message": "bad"}}, "Create")
+
+    with pytest.raises(ClientError, match="ValidationException"):
+        call_with_backoff(invalid, sleep=delays.append)
+    assert len(delays) == 5
+
+    def always_throttled() -> None:
+        raise _throttle("DescribeProcessingJob")
+
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        call_with_backoff(always_throttled, max_attempts=3, sleep=delays.append)
+    assert len(delays) == 7
+
+
+def _random_text(rng: random.Random, n: int) -> str:
+    alphabet = string.ascii_letters + string.digits + "-_.:/ ~é"
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def test_job_names_are_valid_deterministic_and_unique() -> None:
+    rng = random.Random(7)
+    seen: dict[str, tuple[str, str, str | None, int]] = {}
+    for i in range(3000):
+        run_id = str(uuid.UUID(int=rng.getrandbits(128))) if i % 2 else _random_text(rng, rng.randint(0, 80))
+        asset = rng.choice(["object_labels", "lane_labels", "raw_bags", "extracted_frames", "__", ""])
+        partition = rng.choice([None, "", _random_text(rng, rng.randint(1, 120)), "2024-06-01_drive.07"])
+        attempt = rng.randint(0, 5)
+        name = sagemaker_job_name(run_id, asset, partition, attempt)
+        assert len(name) <= 63 and JOB_NAME_RE.match(name), name
+        assert name == sagemaker_job_name(run_id, asset, partition, attempt)
+        key = (run_id, asset, partition or None, attempt)
+        assert seen.setdefault(name, key) == key, f"collision: {name}"
+    # retries of the same step get new names (SageMaker job names are unique per account forever)
+    names = {sagemaker_job_name("r1", "lane_labels", "d1", a) for a in range(4)}
+    assert len(names) == 4

@@ -18,6 +18,8 @@ from rosbag_assets.jobs.storage import Storage, join_key
 # Frames a colour detector can look at; depth and 16-bit frames are left out.
 LABELLABLE_FORMATS = {"jpg", "png"}
 DEPTH_ENCODINGS = {"16UC1", "32FC1", "mono16", "16SC1"}
+# Columns every label table starts with: which frame a row describes, and that frame's size.
+FRAME_REF_COLUMNS = ["drive", "bag", "topic", "stamp_ns", "frame_key", "image_width", "image_height"]
 
 
 def committed_frames(storage: Storage, drive: str) -> tuple[publish.Staging, pd.DataFrame]:

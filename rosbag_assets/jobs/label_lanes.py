@@ -14,13 +14,7 @@ from rosbag_assets.jobs.lanes import draw_lanes, get_lane_backend
 from rosbag_assets.jobs.storage import Storage, join_key
 
 LANE_COLUMNS = [
-    "drive",
-    "bag",
-    "topic",
-    "stamp_ns",
-    "frame_key",
-    "image_width",
-    "image_height",
+    *fr.FRAME_REF_COLUMNS,
     "lane_id",
     "side",
     "score",

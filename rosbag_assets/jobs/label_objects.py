@@ -16,13 +16,7 @@ from rosbag_assets.jobs.detection import DetectorConfig, load_detector
 from rosbag_assets.jobs.storage import Storage, join_key
 
 LABEL_COLUMNS = [
-    "drive",
-    "bag",
-    "topic",
-    "stamp_ns",
-    "frame_key",
-    "image_width",
-    "image_height",
+    *fr.FRAME_REF_COLUMNS,
     "class_id",
     "class_name",
     "confidence",

@@ -7,6 +7,7 @@ materializations are there in the UI afterwards.
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -20,9 +21,8 @@ from rosbag_assets.jobs.storage import LocalStorage, join_key
 from rosbag_assets.partitions import drives
 from rosbag_assets.resources import DriveStorage
 
-SHARED_MODEL = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "models" / "yolo11n_int8.tflite"
-)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 def run_demo(root: Path, drive: str, weights: str, allow_fallback: bool, compute_mode: str) -> int:

@@ -243,3 +243,18 @@ def test_compressed_passthrough_and_reencode(tmp_path: Path) -> None:
     assert set(zip(index["width"], index["height"], strict=True)) == {(1280, 720)}
     _, index, _, _ = _run(drive, tmp_path / "b", {"max_width": 640, "image_format": "png"})
     assert set(index["format"]) == {"png"} and set(index["width"]) == {640}
+
+
+def test_corrupt_compressed_frames_name_bag_and_topic(tmp_path: Path) -> None:
+    """A CompressedImage whose payload is not an image skips that topic with a named reason; the rest is kept."""
+    t0 = 1_700_000_000_000_000_000
+    good = np.full((8, 8, 3), 50, np.uint8)
+    msgs = {
+        "/cam/broken": [(t0, make_compressed_image("ros1", "jpeg", b"\x00not a jpeg at all", stamp_ns=t0))],
+        "/cam/good": [(t0, make_image("ros1", "bgr8", 8, 8, 24, good.tobytes(), stamp_ns=t0))],
+    }
+    drive = _write(tmp_path, "corrupt", "ros1", msgs)
+    _, index, log, res = _run(drive, tmp_path)
+    assert set(index["topic"]) == {"/cam/good"}
+    assert any("cam.bag" in w and "/cam/broken" in w for w in log.warnings), log.warnings
+    assert not {c.name: c for c in res.checks}["no_extraction_errors"].passed

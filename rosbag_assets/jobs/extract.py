@@ -9,12 +9,14 @@ parts merged by `finalize_extract`.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import struct
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -135,7 +137,7 @@ def _encode_raw(msg: Any, opts: ExtractOptions) -> tuple[bytes, str, int, int]:
     return data, ext, img.shape[1], img.shape[0]
 
 
-def _encode_compressed(msg: Any, opts: ExtractOptions) -> tuple[bytes, str, int, int, str]:
+def _encode_compressed(msg: Any, opts: ExtractOptions) -> tuple[bytes, str, int, int]:
     raw = msg.data
     fmt = images.compressed_format(msg.format, raw)
     if opts.resizing or opts.reencode_compressed:
@@ -143,10 +145,10 @@ def _encode_compressed(msg: Any, opts: ExtractOptions) -> tuple[bytes, str, int,
         if opts.resizing:
             img = images.resize_keep_aspect(img, opts.max_width, opts.max_height)
         data, ext = images.encode_array(img, opts.image_format, opts.jpeg_quality)
-        return data, ext, img.shape[1], img.shape[0], fmt
+        return data, ext, img.shape[1], img.shape[0]
     data = raw.tobytes() if isinstance(raw, np.ndarray) else bytes(raw)
     width, height = _compressed_size(data)
-    return data, ".jpg" if fmt == "jpeg" else ".png", width, height, fmt
+    return data, ".jpg" if fmt == "jpeg" else ".png", width, height
 
 
 def _compressed_size(data: bytes) -> tuple[int, int]:
@@ -345,10 +347,10 @@ def extract_bag(
                 }
                 if conn.msgtype == IMAGE:
                     row["encoding"] = msg.encoding
-                    fut = encoder.submit(_write_raw, staging, base, msg, opts)
+                    fut = encoder.submit(_write_frame, staging, base, _encode_raw, msg, opts)
                 else:
                     row["encoding"] = msg.format or "compressed"
-                    fut = encoder.submit(_write_compressed, staging, base, msg, opts)
+                    fut = encoder.submit(_write_frame, staging, base, _encode_compressed, msg, opts)
                 pending.append((fut, row))
                 if len(pending) >= 256:
                     _collect(pending, out, failed_topics, uri)
@@ -369,15 +371,15 @@ def extract_bag(
     return out
 
 
-def _write_raw(staging: publish.Staging, base: str, msg: Any, opts: ExtractOptions) -> dict[str, Any]:
-    data, ext, width, height = _encode_raw(msg, opts)
-    key = f"{base}{ext}"
-    staging.write_bytes(key, data)
-    return {"width": width, "height": height, "format": ext.lstrip("."), "frame_key": key, "bytes": len(data)}
-
-
-def _write_compressed(staging: publish.Staging, base: str, msg: Any, opts: ExtractOptions) -> dict[str, Any]:
-    data, ext, width, height, _ = _encode_compressed(msg, opts)
+def _write_frame(
+    staging: publish.Staging,
+    base: str,
+    encode: Callable[..., tuple[bytes, str, int, int]],
+    msg: Any,
+    opts: ExtractOptions,
+) -> dict[str, Any]:
+    """Encode (or pass through) one message and store it under `base` plus the right extension."""
+    data, ext, width, height = encode(msg, opts)
     key = f"{base}{ext}"
     staging.write_bytes(key, data)
     return {"width": width, "height": height, "format": ext.lstrip("."), "frame_key": key, "bytes": len(data)}
@@ -390,8 +392,8 @@ def _collect(
     for fut, row in pending:
         try:
             info = fut.result()
-        except (images.UnsupportedEncodingError, ValueError) as exc:
-            failed.setdefault(row["topic"], f"{uri} topic {row['topic']}: {exc}")
+        except Exception as exc:  # bad pixels, unknown encoding, undecodable payload: name it, skip the topic
+            failed.setdefault(row["topic"], f"{uri} topic {row['topic']}: {describe_error(exc)}")
             continue
         row.update(info)
         out.rows.append(row)
@@ -409,7 +411,6 @@ def write_part(staging: publish.Staging, bag: BagRef, extraction: BagExtraction)
     frame.to_parquet(buf, index=False)
     staging.write_bytes(_part_key(bag), buf.getvalue())
     report = {k: v for k, v in asdict(extraction).items() if k != "rows"}
-    import json
 
     staging.write_bytes(f"index/part-{bag.slug}.json", json.dumps(report).encode())
 
@@ -433,7 +434,6 @@ def finalize_extract(
     elapsed_s: float | None = None,
 ) -> r.JobResult:
     """Merge per-bag parts into ``index.parquet``, evaluate checks and commit the version."""
-    import json
 
     frames, reports = [], []
     for bag in bags:

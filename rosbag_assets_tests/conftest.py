@@ -14,6 +14,9 @@ from rosbag_assets.jobs.runtime import configure_ultralytics
 
 configure_ultralytics(Path(tempfile.gettempdir()) / "rosbag_assets_tests_yolo_cfg")
 
+# one moto server per session, a clean backend per test: `moto_server` is available to every test
+from conftest_aws import _moto_server_process, moto_server  # noqa: E402, F401
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 ROS1_BAGS = SHARED_DATA / "bags" / "ros1"

@@ -2,12 +2,10 @@
 
 import io
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import cv2
 import dagster as dg
 import pandas as pd
@@ -144,28 +142,10 @@ def test_yolo_finds_the_bus_in_a_bag(tmp_path: Path) -> None:
     assert labels[["x1n", "y1n", "x2n", "y2n"]].stack().between(0, 1).all()
 
 
-@pytest.fixture
-def moto_s3(monkeypatch: pytest.MonkeyPatch):
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    for var, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(var, value)
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-def test_s3_landing_and_output_same_code_path(moto_s3: str, tmp_path: Path) -> None:
+def test_s3_landing_and_output_same_code_path(moto_server, tmp_path: Path) -> None:
+    moto_s3 = moto_server.url
     """raw bags in one bucket, outputs in another, through the Pipes subprocess like a container would."""
-    s3 = boto3.client("s3", endpoint_url=moto_s3)
+    s3 = moto_server.client("s3")
     s3.create_bucket(Bucket="raw")
     s3.create_bucket(Bucket="out")
     for bag in ("get_images_tiny.bag", "duckietown_sim_compressed.bag"):

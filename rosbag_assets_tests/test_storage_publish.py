@@ -1,53 +1,21 @@
 """Storage (local folder and S3 on a moto server share one code path) and atomic publication."""
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from rosbag_assets.jobs import publish
 from rosbag_assets.jobs.storage import LocalStorage, S3Storage, local_files, storage_from_uri
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-
-
-def make_bucket(endpoint: str, name: str) -> None:
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=name)
-
-
 @pytest.fixture(params=["local", "s3"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path):
     if request.param == "local":
         return LocalStorage(tmp_path / "root")
-    endpoint = request.getfixturevalue("s3_endpoint")
-    bucket = f"b{abs(hash(str(tmp_path))) % 10**8}"
-    make_bucket(endpoint, bucket)
-    return storage_from_uri(f"s3://{bucket}/some/prefix", endpoint_url=endpoint)
+    endpoint = request.getfixturevalue("moto_server")
+    endpoint.client("s3").create_bucket(Bucket="bucket")
+    return storage_from_uri("s3://bucket/some/prefix", endpoint_url=endpoint.url)
 
 
 def test_primitives_round_trip(storage) -> None:
@@ -71,8 +39,8 @@ def test_keys_cannot_escape_the_root(storage) -> None:
         storage.write_bytes("../outside.txt", b"x")
 
 
-def test_s3_uri_forms(s3_endpoint: str) -> None:
-    store = storage_from_uri("s3://bucket-x/p/q/", endpoint_url=s3_endpoint)
+def test_s3_uri_forms(moto_server) -> None:
+    store = storage_from_uri("s3://bucket-x/p/q/", endpoint_url=moto_server.url)
     assert isinstance(store, S3Storage) and store.uri("k.txt") == "s3://bucket-x/p/q/k.txt"
     with pytest.raises(ValueError, match="unsupported storage URI"):
         storage_from_uri("gs://nope/x")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 from bagwriting import make_image, write_bag
@@ -163,8 +164,12 @@ def test_s3_landing_and_output_same_code_path(moto_server, tmp_path: Path) -> No
         "/gym/observations": 1,
     }
     assert index["path"].str.startswith("s3://out/assets/drive-s3/extracted_frames/versions/").all()
-    key = index["path"].iloc[0].removeprefix("s3://out/")
-    assert s3.head_object(Bucket="out", Key=key)["ContentLength"] == index["bytes"].iloc[0]
+    row = index.iloc[0]
+    key = row["path"].removeprefix("s3://out/")
+    assert key.endswith(".tar")  # frames live in tar shards; the index holds each one's byte range
+    first, last = int(row["offset"]), int(row["offset"]) + int(row["bytes"]) - 1
+    payload = s3.get_object(Bucket="out", Key=key, Range=f"bytes={first}-{last}")["Body"].read()
+    assert cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED) is not None
 
 
 def test_definitions_validate(tmp_path: Path) -> None:

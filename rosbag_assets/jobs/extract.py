@@ -1,9 +1,14 @@
 """`extracted_frames`: one streaming pass over each bag for all selected image topics.
 
-Frames are decoded and encoded on a bounded thread pool (OpenCV releases the GIL), written into an
-uncommitted version folder, indexed per bag (``index/part-<bag>.parquet``), and committed last with
-a drive-wide ``index.parquet``. A bag can be extracted on its own (one Batch array child per bag) and the
-parts merged by `finalize_extract`.
+Raw frames are encoded on a bounded thread pool (OpenCV releases the GIL); `CompressedImage` payloads are
+passed through untouched. Frames go into an uncommitted version folder, indexed per bag
+(``index/part-<bag>.parquet``), and are committed last with a drive-wide ``index.parquet``. A bag can be
+extracted on its own (one Batch array child per bag) and the parts merged by `finalize_extract`.
+
+Layouts: ``shards`` (default) appends frames, in bag order, to tar shards per bag and topic
+(``frames/<bag>/<topic>/shard-00000.tar``, WebDataset-style; ``tar -xf`` gives the files back) and the index
+records each frame's byte range, so a drive is a few large objects instead of millions of small ones;
+``files`` writes one file per frame.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -28,6 +34,7 @@ from rosbag_assets.jobs import images, publish
 from rosbag_assets.jobs import result as r
 from rosbag_assets.jobs.bagio import BagReadError, bag_uri, describe_error, open_bag
 from rosbag_assets.jobs.drives import BagRef
+from rosbag_assets.jobs.shards import TarShards
 from rosbag_assets.jobs.storage import FileInfo, Storage, join_key
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -43,9 +50,12 @@ INDEX_COLUMNS = [
     "encoding",
     "format",
     "frame_key",
-    "path",
+    "data_key",
+    "offset",
     "bytes",
+    "path",
 ]
+LAYOUTS = ("shards", "files")
 
 
 @dataclass
@@ -61,6 +71,8 @@ class ExtractOptions:
     max_width: int | None = None  # resize keeping aspect, never upscale
     max_height: int | None = None
     reencode_compressed: bool = False  # CompressedImage is passed through untouched unless asked or resized
+    layout: str = "shards"  # "shards": tar shards per bag+topic with byte ranges; "files": one file per frame
+    shard_mb: float = 512  # a shard is closed and the next one started past this size
     workers: int = 0  # encoder threads; 0 = all cores
     max_in_flight: int = 0  # bounded queue of frames being encoded; 0 = 4 x workers
 
@@ -77,11 +89,20 @@ class ExtractOptions:
             raise ValueError(f"jpeg_quality must be 1..100, got {opts.jpeg_quality}")
         if opts.max_rate_hz is not None and opts.max_rate_hz <= 0:
             raise ValueError("max_rate_hz must be positive")
+        if opts.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {opts.layout!r}")
+        if opts.shard_mb <= 0:
+            raise ValueError("shard_mb must be positive")
         return opts
 
     @property
     def resizing(self) -> bool:
         return bool(self.max_width or self.max_height)
+
+    @property
+    def passes_through(self) -> bool:
+        """CompressedImage payloads are stored as they are (no decode, no re-encode)."""
+        return not (self.resizing or self.reencode_compressed)
 
 
 def topic_slug(topic: str) -> str:
@@ -102,21 +123,26 @@ class BagExtraction:
 
 
 class _Encoder:
-    """A bounded pool that turns messages into stored frame files."""
+    """A bounded pool that encodes frames; cheap work (pass-through) runs inline, still in order."""
 
-    def __init__(self, staging: publish.Staging, opts: ExtractOptions):
-        self.staging = staging
-        self.opts = opts
+    def __init__(self, opts: ExtractOptions):
         workers = opts.workers or os.cpu_count() or 1
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="encode")
         self.slots = threading.BoundedSemaphore(opts.max_in_flight or 4 * workers)
-        self.futures: list[Future] = []
 
     def submit(self, fn: Any, *args: Any) -> Future:
         self.slots.acquire()
         fut = self.pool.submit(fn, *args)
         fut.add_done_callback(lambda _: self.slots.release())
-        self.futures.append(fut)
+        return fut
+
+    @staticmethod
+    def inline(fn: Any, *args: Any) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except Exception as exc:
+            fut.set_exception(exc)
         return fut
 
     def close(self) -> None:
@@ -146,17 +172,19 @@ def _encode_compressed(msg: Any, opts: ExtractOptions) -> tuple[bytes, str, int,
             img = images.resize_keep_aspect(img, opts.max_width, opts.max_height)
         data, ext = images.encode_array(img, opts.image_format, opts.jpeg_quality)
         return data, ext, img.shape[1], img.shape[0]
-    data = raw.tobytes() if isinstance(raw, np.ndarray) else bytes(raw)
-    width, height = _compressed_size(data)
+    data = raw if isinstance(raw, np.ndarray) else np.frombuffer(bytes(raw), np.uint8)
+    width, height = images.encoded_size(data)
     return data, ".jpg" if fmt == "jpeg" else ".png", width, height
 
 
-def _compressed_size(data: bytes) -> tuple[int, int]:
-    """Width and height from the JPEG/PNG header, without decoding pixels."""
-    from PIL import Image
+def _shard_sink(staging: publish.Staging, bag_slug: str, shard_mb: float) -> TarShards:
+    """Tar shards for one bag: ``frames/<bag>/<topic>/shard-00000.tar``, one open shard per topic."""
 
-    with Image.open(io.BytesIO(data)) as im:
-        return im.size
+    def open_write(topic: str, n: int) -> tuple[str, AbstractContextManager[BinaryIO]]:
+        key = f"frames/{bag_slug}/{topic_slug(topic)}/shard-{n:05d}.tar"
+        return key, staging.storage.open_write(staging.key(key))
+
+    return TarShards(open_write, max(1, int(shard_mb * 1024 * 1024)))
 
 
 # --- zero-copy parsing of Image / CompressedImage wire bytes ---------------------------------------------
@@ -291,7 +319,8 @@ def extract_bag(
     """Stream one bag once, writing every selected frame into `staging`; return its index rows."""
     out = BagExtraction(bag.name)
     t0 = time.perf_counter()
-    encoder = _Encoder(staging, opts)
+    encoder = _Encoder(opts)
+    sink = _shard_sink(staging, bag.slug, opts.shard_mb) if opts.layout == "shards" else None
     pending: list[tuple[Future, dict[str, Any]]] = []
     failed_topics: dict[str, str] = {}
     uri = bag_uri(source, bag)
@@ -347,13 +376,14 @@ def extract_bag(
                 }
                 if conn.msgtype == IMAGE:
                     row["encoding"] = msg.encoding
-                    fut = encoder.submit(_write_frame, staging, base, _encode_raw, msg, opts)
+                    fut = encoder.submit(_frame, staging, sink, base, _encode_raw, msg, opts)
                 else:
                     row["encoding"] = msg.format or "compressed"
-                    fut = encoder.submit(_write_frame, staging, base, _encode_compressed, msg, opts)
+                    run = encoder.inline if opts.passes_through else encoder.submit
+                    fut = run(_frame, staging, sink, base, _encode_compressed, msg, opts)
                 pending.append((fut, row))
-                if len(pending) >= 256:
-                    _collect(pending, out, failed_topics, uri)
+                if len(pending) >= 256 or (pending[0][0].done() and len(pending) >= 32):
+                    _collect(pending, out, failed_topics, uri, sink)
     except BagReadError as exc:
         out.errors.append(str(exc))
     except Exception as exc:  # corrupt chunk mid-bag, decompression error, ...
@@ -362,7 +392,14 @@ def extract_bag(
         )
     finally:
         encoder.close()
-        _collect(pending, out, failed_topics, uri)
+        try:
+            _collect(pending, out, failed_topics, uri, sink)
+            if sink is not None:
+                sink.close()
+        except BaseException:
+            if sink is not None:
+                sink.abort()
+            raise
     out.errors.extend(failed_topics.values())
     for error in out.errors:
         log.warning(error)
@@ -371,30 +408,50 @@ def extract_bag(
     return out
 
 
-def _write_frame(
+def _frame(
     staging: publish.Staging,
+    sink: TarShards | None,
     base: str,
-    encode: Callable[..., tuple[bytes, str, int, int]],
+    encode: Callable[..., tuple[Any, str, int, int]],
     msg: Any,
     opts: ExtractOptions,
 ) -> dict[str, Any]:
-    """Encode (or pass through) one message and store it under `base` plus the right extension."""
+    """Encode (or pass through) one message; without a shard sink, also store it as its own file."""
     data, ext, width, height = encode(msg, opts)
     key = f"{base}{ext}"
-    staging.write_bytes(key, data)
-    return {"width": width, "height": height, "format": ext.lstrip("."), "frame_key": key, "bytes": len(data)}
+    info = {"width": width, "height": height, "format": ext.lstrip("."), "frame_key": key}
+    info["bytes"] = memoryview(data).nbytes
+    if sink is None:
+        staging.write_bytes(key, data)
+        info["data_key"], info["offset"] = key, 0
+    else:
+        info["data"] = data  # appended to the shard by `_collect`, in bag order
+    return info
 
 
 def _collect(
-    pending: list[tuple[Future, dict[str, Any]]], out: BagExtraction, failed: dict[str, str], uri: str
+    pending: list[tuple[Future, dict[str, Any]]],
+    out: BagExtraction,
+    failed: dict[str, str],
+    uri: str,
+    sink: TarShards | None,
 ) -> None:
-    """Move finished frames into the index, in submission order; remember topics that cannot be decoded."""
+    """Move finished frames into the index (and their shards), in submission order.
+
+    Topics whose frames cannot be decoded are remembered and skipped from then on.
+    """
     for fut, row in pending:
         try:
             info = fut.result()
         except Exception as exc:  # bad pixels, unknown encoding, undecodable payload: name it, skip the topic
             failed.setdefault(row["topic"], f"{uri} topic {row['topic']}: {describe_error(exc)}")
             continue
+        if row["topic"] in failed:
+            continue
+        if sink is not None:
+            data = info.pop("data")
+            mtime = row["stamp_ns"] // 1_000_000_000
+            info["data_key"], info["offset"] = sink.append(row["topic"], info["frame_key"], data, mtime)
         row.update(info)
         out.rows.append(row)
     pending.clear()
@@ -410,7 +467,14 @@ def write_part(staging: publish.Staging, bag: BagRef, extraction: BagExtraction)
     buf = io.BytesIO()
     frame.to_parquet(buf, index=False)
     staging.write_bytes(_part_key(bag), buf.getvalue())
-    report = {k: v for k, v in asdict(extraction).items() if k != "rows"}
+    report = {
+        "bag": extraction.bag,
+        "skipped_rate": extraction.skipped_rate,
+        "skipped_window": extraction.skipped_window,
+        "errors": extraction.errors,
+        "topics_seen": extraction.topics_seen,
+        "seconds": extraction.seconds,
+    }
 
     staging.write_bytes(f"index/part-{bag.slug}.json", json.dumps(report).encode())
 
@@ -447,7 +511,8 @@ def finalize_extract(
                 f"bag {bag.name}: its extraction part is missing from {staging.uri()}"
             ) from exc
     index = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=INDEX_COLUMNS)
-    index["path"] = [staging.uri(k) for k in index["frame_key"]]
+    root = staging.uri().rstrip("/")
+    index["path"] = [f"{root}/{k}" for k in index["data_key"]]
     index = index[INDEX_COLUMNS].sort_values(["bag", "topic", "stamp_ns", "frame_key"], ignore_index=True)
     buf = io.BytesIO()
     index.to_parquet(buf, index=False)

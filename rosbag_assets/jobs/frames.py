@@ -41,6 +41,14 @@ def select_frames(
     return chosen.reset_index(drop=True)
 
 
+def read_frame_bytes(storage: Storage, version: publish.Staging, row: dict[str, Any]) -> bytes:
+    """The stored bytes of one indexed frame: its byte range inside a shard, or its own file."""
+    data_key = row.get("data_key")
+    if not isinstance(data_key, str) or not data_key:  # an index written before shards existed
+        return storage.read_bytes(version.key(row["frame_key"]))
+    return storage.read_range(version.key(data_key), int(row["offset"]), int(row["bytes"]))
+
+
 def decode_frame(data: bytes) -> np.ndarray:
     """Encoded frame bytes -> BGR uint8 (mono is expanded, alpha dropped)."""
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -60,11 +68,11 @@ def iter_batches(
     records = frames.to_dict("records")
 
     def load(row: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
-        key = version.key(row["frame_key"])
         try:
-            return row, decode_frame(storage.read_bytes(key))
+            return row, decode_frame(read_frame_bytes(storage, version, row))
         except Exception as exc:
-            raise RuntimeError(f"frame {storage.uri(key)} (topic {row['topic']}): {exc}") from exc
+            where = version.uri(row.get("data_key") or row["frame_key"])
+            raise RuntimeError(f"frame {row['frame_key']} in {where} (topic {row['topic']}): {exc}") from exc
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         queue: deque[list[Future]] = deque()

@@ -21,6 +21,8 @@ images (32FC1 depth) as 32-bit float TIFF, which round-trips bit-exactly (NaN/in
 
 from __future__ import annotations
 
+import io
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,7 +172,7 @@ def decode_image_message(msg: Any) -> np.ndarray:
 
 
 def _head(data: np.ndarray | bytes, size: int) -> bytes:
-    return bytes(_as_byte_buffer(data)[:size])
+    return _as_byte_buffer(data)[:size].tobytes()
 
 
 def compressed_format(fmt_field: str, data: np.ndarray | bytes) -> str:
@@ -195,6 +197,46 @@ def compressed_format(fmt_field: str, data: np.ndarray | bytes) -> str:
     if "png" in codec:
         return "png"
     raise UnsupportedEncodingError(fmt_field, f"not JPEG/PNG (data starts with {head.hex()})")
+
+
+# JPEG start-of-frame markers (SOF0..SOF15 without DHT 0xC4, JPG 0xC8, DAC 0xCC) carry height and width.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_NO_LENGTH_MARKERS = frozenset(range(0xD0, 0xDA)) | {0x01}  # RSTn, SOI, EOI: no length field
+
+
+def encoded_size(data: np.ndarray | bytes | memoryview) -> tuple[int, int]:
+    """(width, height) of JPEG or PNG bytes read from the header alone, without decoding pixels.
+
+    A few microseconds per frame (Pillow's lazy open costs ~25 us); anything unusual falls back to Pillow.
+    """
+    buf = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+    try:
+        if bytes(buf[:8]) == _PNG_MAGIC and bytes(buf[12:16]) == b"IHDR":
+            width, height = struct.unpack_from(">II", buf, 16)
+            return width, height
+        if bytes(buf[:2]) == b"\xff\xd8":
+            pos, end = 2, len(buf)
+            while pos + 4 <= end:
+                if buf[pos] != 0xFF:
+                    break
+                marker = buf[pos + 1]
+                if marker == 0xFF:  # fill byte
+                    pos += 1
+                    continue
+                if marker in _NO_LENGTH_MARKERS:
+                    pos += 2
+                    continue
+                (length,) = struct.unpack_from(">H", buf, pos + 2)
+                if marker in _SOF_MARKERS:
+                    height, width = struct.unpack_from(">HH", buf, pos + 5)
+                    return width, height
+                pos += 2 + length
+    except (struct.error, IndexError):
+        pass
+    from PIL import Image
+
+    with Image.open(io.BytesIO(bytes(buf))) as im:
+        return im.size
 
 
 def decode_compressed(data: np.ndarray | bytes) -> np.ndarray:

@@ -144,10 +144,15 @@ def label_checks(
     labels: pd.DataFrame,
     sample_files: int = 200,
 ) -> list[r.CheckOutcome]:
-    """Every label points at a frame of the committed index that exists; every box lies inside its image."""
+    """Every label points at a frame of the committed index that exists; every box lies inside its image.
+
+    Existence is probed on the stored objects that hold the labelled frames (their shards, or the frame
+    files of the ``files`` layout), at most `sample_files` of them.
+    """
     known = set(index["frame_key"])
     dangling = sorted(set(labels["frame_key"]) - known)
-    distinct = sorted(set(labels["frame_key"]) & known)
+    holders = index.set_index("frame_key")["data_key"] if "data_key" in index else None
+    distinct = sorted({holders[k] if holders is not None else k for k in set(labels["frame_key"]) & known})
     probe = distinct if len(distinct) <= sample_files else random.Random(0).sample(distinct, sample_files)
     missing = [k for k in probe if not storage.exists(version.key(k))]
     eps = 0.5

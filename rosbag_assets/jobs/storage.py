@@ -10,10 +10,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,9 @@ class Storage(Protocol):
     def list_files(self, prefix: str = "") -> Iterator[FileInfo]: ...
     def list_dirs(self, prefix: str = "") -> list[str]: ...
     def read_bytes(self, key: str) -> bytes: ...
+    def read_range(self, key: str, offset: int, size: int) -> bytes: ...
     def write_bytes(self, key: str, data: bytes) -> None: ...
+    def open_write(self, key: str) -> AbstractContextManager[BinaryIO]: ...
     def upload_file(self, local_path: Path, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def delete_prefix(self, prefix: str) -> None: ...
@@ -55,10 +57,11 @@ class LocalStorage:
         self.root_uri = str(self.root)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve() if key else self.root
-        if path != self.root and self.root not in path.parents:
+        # Pure string normalisation (no per-call filesystem round trips: this runs once per frame).
+        path = os.path.normpath(os.path.join(self.root_uri, key)) if key else self.root_uri
+        if path != self.root_uri and not path.startswith(self.root_uri.rstrip("/") + "/"):
             raise ValueError(f"key {key!r} escapes the storage root {self.root}")
-        return path
+        return Path(path)
 
     def uri(self, key: str) -> str:
         return str(self._path(key))
@@ -90,13 +93,27 @@ class LocalStorage:
     def read_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
+    def read_range(self, key: str, offset: int, size: int) -> bytes:
+        with open(self._path(key), "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(size)
+        if len(data) != size:
+            raise ValueError(f"{self.uri(key)}: wanted {size} bytes at offset {offset}, file ends early")
+        return data
+
     def write_bytes(self, key: str, data: bytes) -> None:
+        with self.open_write(key) as fh:
+            fh.write(data)
+
+    @contextmanager
+    def open_write(self, key: str) -> Iterator[BinaryIO]:
+        """A file to stream into; it appears under `key` only when the block exits without error."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                yield fh
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -176,8 +193,25 @@ class S3Storage:
     def read_bytes(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
+    def read_range(self, key: str, offset: int, size: int) -> bytes:
+        obj = self.client.get_object(
+            Bucket=self.bucket, Key=self._key(key), Range=f"bytes={offset}-{offset + size - 1}"
+        )
+        data = obj["Body"].read()
+        if len(data) != size:
+            raise ValueError(f"{self.uri(key)}: wanted {size} bytes at offset {offset}, object ends early")
+        return data
+
     def write_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    @contextmanager
+    def open_write(self, key: str) -> Iterator[BinaryIO]:
+        """Stream into a local temp file; it is uploaded (multipart when large) only if the block succeeds."""
+        with tempfile.NamedTemporaryFile(prefix="rosbag-assets-", suffix=".part") as fh:
+            yield fh  # type: ignore[misc]
+            fh.flush()
+            self.upload_file(Path(fh.name), key)
 
     def upload_file(self, local_path: Path, key: str) -> None:
         self.client.upload_file(str(local_path), self.bucket, self._key(key))

@@ -201,3 +201,33 @@ def test_encoded_size_reads_headers_like_pillow(ext: str, params: list[int]) -> 
     exif = io.BytesIO()
     Image.fromarray(img).save(exif, "JPEG", exif=Image.Exif())  # an APP1 segment before the frame header
     assert images.encoded_size(exif.getvalue()) == (53, 37)
+
+
+def test_bags_in_parallel_processes_equal_one_at_a_time(tmp_path: Path) -> None:
+    drive = _drive(tmp_path)
+    write_bag(drive / "second.bag", "ros1", {"/cam": [(T0, make_image("ros1", "mono8", 4, 4, 4, bytes(16)))]})
+    write_bag(
+        drive / "third.bag",
+        "ros1",
+        {"/cam": [(T0 + i, make_image("ros1", "rgb8", 6, 8, 24, bytes([i]) * 144)) for i in range(5)]},
+    )
+    one, index_one = _extract(drive, tmp_path / "one", {"bag_workers": 1})
+    many, index_many = _extract(drive, tmp_path / "many", {"bag_workers": 3})
+    pd.testing.assert_frame_equal(index_one.drop(columns="path"), index_many.drop(columns="path"))
+    assert set(index_many["bag"]) == {"cams/", "second.bag", "third.bag"}
+    digests = [
+        [(s.relative_to(s.parents[3]), hashlib.sha256(s.read_bytes()).hexdigest()) for s in _shards(out)]
+        for out in (one, many)
+    ]
+    assert digests[0] == digests[1] and len(digests[0]) == 5
+
+
+def test_s3_storage_pickles_without_its_client() -> None:
+    import pickle
+
+    from rosbag_assets.jobs.storage import S3Storage
+
+    storage = S3Storage("bucket", "pre/fix", endpoint_url="http://127.0.0.1:9")
+    copy = pickle.loads(pickle.dumps(storage))
+    assert copy.uri("a/b") == "s3://bucket/pre/fix/a/b"
+    assert copy.client is not storage.client and copy.client.meta.endpoint_url == "http://127.0.0.1:9"

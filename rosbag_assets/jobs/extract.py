@@ -24,13 +24,13 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 
-from rosbag_assets.jobs import images, publish
+from rosbag_assets.jobs import images, publish, runtime
 from rosbag_assets.jobs import result as r
 from rosbag_assets.jobs.bagio import BagReadError, bag_uri, describe_error, open_bag
 from rosbag_assets.jobs.drives import BagRef
@@ -73,7 +73,8 @@ class ExtractOptions:
     reencode_compressed: bool = False  # CompressedImage is passed through untouched unless asked or resized
     layout: str = "shards"  # "shards": tar shards per bag+topic with byte ranges; "files": one file per frame
     shard_mb: float = 512  # a shard is closed and the next one started past this size
-    workers: int = 0  # encoder threads; 0 = all cores
+    workers: int = 0  # encoder threads per bag; 0 = all cores, shared by the bags extracted at once
+    bag_workers: int = 0  # bags extracted at once, each in its own process; 0 = auto (half the cores)
     max_in_flight: int = 0  # bounded queue of frames being encoded; 0 = 4 x workers
 
     @classmethod
@@ -93,6 +94,8 @@ class ExtractOptions:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {opts.layout!r}")
         if opts.shard_mb <= 0:
             raise ValueError("shard_mb must be positive")
+        if opts.workers < 0 or opts.bag_workers < 0:
+            raise ValueError("workers and bag_workers must be >= 0 (0 = automatic)")
         return opts
 
     @property
@@ -457,6 +460,63 @@ def _collect(
     pending.clear()
 
 
+class _RecordedLog:
+    """Collects a worker process's log lines so the parent can replay them to the real log."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def info(self, msg: str) -> None:
+        self.lines.append(("info", msg))
+
+    def warning(self, msg: str) -> None:
+        self.lines.append(("warning", msg))
+
+
+def _extract_part(
+    drive: str, source: Storage, bag: BagRef, staging: publish.Staging, opts: ExtractOptions
+) -> list[tuple[str, str]]:
+    """Worker-process body: extract one bag and store its index part; return its log lines."""
+    runtime.tune_allocator()
+    log = _RecordedLog()
+    write_part(
+        staging, bag, extract_bag(drive=drive, source=source, bag=bag, staging=staging, opts=opts, log=log)
+    )
+    return log.lines
+
+
+def _extract_in_processes(
+    drive: str,
+    source: Storage,
+    bags: list[BagRef],
+    staging: publish.Staging,
+    opts: ExtractOptions,
+    parallel: int,
+    log: r.JobLog,
+) -> None:
+    """Extract `parallel` bags at a time, one process each (reading and parsing are Python, one core each).
+
+    Encoder threads are split between the processes unless `workers` is set. Processes are spawned, not
+    forked, so no lock held by another thread of this process is inherited.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    per_bag = replace(opts, workers=opts.workers or max(1, (os.cpu_count() or 1) // parallel))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
+        futures = {pool.submit(_extract_part, drive, source, bag, staging, per_bag): bag for bag in bags}
+        for future in as_completed(futures):
+            try:
+                lines = future.result()
+            except Exception as exc:
+                for other in futures:
+                    other.cancel()
+                raise RuntimeError(f"extraction of bag {futures[future].name} failed: {exc}") from exc
+            for level, msg in lines:
+                getattr(log, level)(msg)
+
+
 def _part_key(bag: BagRef) -> str:
     return f"index/part-{bag.slug}.parquet"
 
@@ -627,6 +687,7 @@ def run_extract(
     """
     log = log or r.default_log()
     opts = ExtractOptions.from_dict(options)
+    runtime.tune_allocator()  # also for in-process runs that skip the entry point
     t0 = time.perf_counter()
     _, inventory = publish.require_current(output, join_key(drive, "raw_bags"))
     bags = bags_from_inventory(inventory)
@@ -640,12 +701,17 @@ def run_extract(
     if bag_names is not None and len(todo) != len(bag_names):
         unknown = sorted(set(bag_names) - {b.name for b in bags})
         raise ValueError(f"drive {drive}: bags {unknown} are not readable bags of the inventory")
-    for bag in todo:
-        write_part(
-            staging,
-            bag,
-            extract_bag(drive=drive, source=source, bag=bag, staging=staging, opts=opts, log=log),
-        )
+    parallel = opts.bag_workers or max(1, (os.cpu_count() or 1) // 2)
+    parallel = min(parallel, len(todo))
+    if parallel <= 1:
+        for bag in todo:
+            write_part(
+                staging,
+                bag,
+                extract_bag(drive=drive, source=source, bag=bag, staging=staging, opts=opts, log=log),
+            )
+    else:
+        _extract_in_processes(drive, source, todo, staging, opts, parallel, log)
     if not commit:
         return r.JobResult(
             metadata={"bags_extracted": r.integer(len(todo)), "version": r.text(staging.version)}

@@ -1,9 +1,11 @@
-"""Process set-up shared by every job: offline-safe Ultralytics and all cores for the math libraries."""
+"""Process set-up shared by every job: offline-safe Ultralytics, all cores, an allocator tuned for big buffers."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import sys
 from pathlib import Path
 
 
@@ -47,6 +49,35 @@ def configure_threads() -> None:
         os.environ.setdefault(var, cores)
 
 
+# glibc mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_tuned: bool | None = None
+
+
+def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
+    """Keep multi-megabyte buffers (bag chunks, messages, frames) in the heap between uses.
+
+    By default glibc serves every allocation above a few MB with a fresh ``mmap`` and hands it back on free,
+    so each 6 MB message read costs ~1,500 page faults on zeroed pages: rosbags read MCAP at 0.7 GB/s here
+    instead of 3 GB/s. Raising the mmap and trim thresholds reuses freed memory instead; peak RSS stays
+    bounded by what is live at once plus `trim_threshold`. Process-wide and idempotent; a no-op (False)
+    without glibc.
+    """
+    global _tuned
+    if _tuned is None:
+        _tuned = False
+        if sys.platform.startswith("linux"):
+            try:
+                mallopt = ctypes.CDLL(None).mallopt
+                _tuned = bool(
+                    mallopt(_M_MMAP_THRESHOLD, mmap_threshold) and mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+                )
+            except (OSError, AttributeError):  # musl and other libcs have no mallopt
+                pass
+    return _tuned
+
+
 def configure_runtime() -> None:
     configure_threads()
     configure_ultralytics()
+    tune_allocator()

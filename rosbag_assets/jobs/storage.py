@@ -158,6 +158,18 @@ class S3Storage:
             client = boto3.client("s3", endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3"))
         self.client = client
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles (e.g. to a per-bag worker process) without the client; the copy makes its own."""
+        return {k: v for k, v in self.__dict__.items() if k != "client"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        import boto3
+
+        self.client = boto3.client(
+            "s3", endpoint_url=self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
+        )
+
     def _key(self, key: str) -> str:
         if ".." in key.split("/"):
             raise ValueError(f"key {key!r} escapes the storage root {self.root_uri}")

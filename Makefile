@@ -35,6 +35,9 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check rosbag_assets rosbag_assets_tests $(wildcard bench)
 	YOLO_OFFLINE=1 $(PY) -m pytest -q
 
+bench: $(STAMP)
+	YOLO_OFFLINE=1 YOLO_AUTOINSTALL=0 $(PY) -m bench.run $(BENCH_ARGS)
+
 test-fast: $(STAMP)
 	YOLO_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
 

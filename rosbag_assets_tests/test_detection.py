@@ -428,3 +428,33 @@ def test_gpu_auto_device(tmp_path: Path, tflite_config: DetectorConfig) -> None:
     auto = YoloDetector(TFLITE, DetectorConfig(**{**tflite_config.__dict__, "device": None}))
     (dets,) = auto.detect_batch([_read("bus.jpg")])
     assert any(d.class_id == BUS_CLASS and d.confidence > 0.5 for d in dets)
+
+
+@pytest.mark.slow
+def test_pt_weights_run_on_onnx_runtime_on_cpu(tmp_path: Path) -> None:
+    """`.pt` weights on CPU are exported once to ONNX (cached by hash) and match PyTorch's detections."""
+    from ultralytics import YOLO
+
+    pt = tmp_path / "tiny.pt"
+    YOLO("yolo11n.yaml").save(str(pt))  # the real architecture with random weights: nothing to download
+    config = DetectorConfig(weights=str(pt), device="cpu", cache_dir=str(tmp_path / "cache"), confidence=1e-9)
+    onnx = load_detector(config)
+    assert isinstance(onnx, YoloDetector) and onnx.runtime == "onnxruntime"
+    (exported,) = (tmp_path / "cache" / "onnx").glob("tiny-*-640.onnx")
+    stamp = exported.stat().st_mtime_ns
+    assert onnx.model_name == "tiny.pt" and onnx.weights_sha256 == hashlib.sha256(pt.read_bytes()).hexdigest()
+    again = load_detector(config)
+    assert again.runtime == "onnxruntime" and exported.stat().st_mtime_ns == stamp  # reused, not re-exported
+
+    torch_run = load_detector(DetectorConfig(**{**config.__dict__, "cpu_runtime": "torch"}))
+    assert torch_run.runtime == "ultralytics"
+    bus = _read("bus.jpg")
+    a, b = onnx.detect_batch([bus])[0], torch_run.detect_batch([bus])[0]
+    assert len(a) > 0 and len(b) > 0
+    for d in sorted(b, key=lambda d: -d.confidence)[:5]:  # PyTorch's best boxes are ONNX Runtime's too
+        assert any(
+            e.class_id == d.class_id
+            and abs(d.confidence - e.confidence) < 1e-6
+            and max(abs(d.x1 - e.x1), abs(d.y1 - e.y1), abs(d.x2 - e.x2), abs(d.y2 - e.y2)) < 1.0
+            for e in a
+        ), d

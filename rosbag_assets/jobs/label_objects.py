@@ -122,6 +122,7 @@ def run_detect(
         "weights": r.text(detector.weights_uri),
         "weights_sha256": r.text(detector.weights_sha256 or ""),
         "device": r.text(getattr(detector, "device", "cpu")),
+        "runtime": r.text(getattr(detector, "runtime", "opencv")),
         "frames_per_s": r.number(len(chosen) / detect_s if detect_s else 0.0),
         "elapsed_s": r.number(time.perf_counter() - t0),
         "labels_uri": r.uri_value(staging.uri("labels.parquet")),

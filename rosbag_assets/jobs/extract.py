@@ -34,6 +34,7 @@ from rosbag_assets.jobs import images, publish, runtime
 from rosbag_assets.jobs import result as r
 from rosbag_assets.jobs.bagio import BagReadError, bag_uri, describe_error, open_bag
 from rosbag_assets.jobs.drives import BagRef
+from rosbag_assets.jobs.mapped_ros1 import mapped_messages
 from rosbag_assets.jobs.shards import TarShards
 from rosbag_assets.jobs.storage import FileInfo, Storage, join_key
 
@@ -343,7 +344,8 @@ def extract_bag(
             min_gap = int(1e9 / opts.max_rate_hz) if opts.max_rate_hz else 0
             last_kept: dict[str, int] = {}
             used_names: Counter[str] = Counter()
-            for conn, log_time, rawdata in reader.messages(connections=conns):
+            messages = mapped_messages(conns) or reader.messages(connections=conns)
+            for conn, log_time, rawdata in messages:
                 if conn.topic in failed_topics:
                     continue
                 if (window[0] is not None and log_time < window[0]) or (
@@ -355,7 +357,7 @@ def extract_bag(
                     try:
                         msg = parse_image_message(rawdata, conn.msgtype, ros2)
                     except (ValueError, IndexError, struct.error, UnicodeDecodeError):
-                        msg = reader.deserialize(rawdata, conn.msgtype)
+                        msg = reader.deserialize(bytes(rawdata), conn.msgtype)
                 except Exception as exc:
                     failed_topics[conn.topic] = (
                         f"{uri} topic {conn.topic}: cannot deserialize ({describe_error(exc)})"

@@ -55,3 +55,20 @@ def test_declines_compressed_chunks_and_ros2(tmp_path: Path) -> None:
     write_bag(mcap, "mcap", {"/a": [(1, make_image("mcap", "mono8", 1, 1, 1, b"\x00"))]})
     assert _both(mcap)[1] is None
     assert ROS2_BAGS.is_dir()
+
+
+def test_released_pages_still_read_back_correctly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages dropped from the resident set behind the reader fault back in for views still held."""
+    from rosbag_assets.jobs import mapped_ros1
+
+    monkeypatch.setattr(mapped_ros1, "_RELEASE_EVERY", 16 * 4096)
+    t0 = 1_700_000_000_000_000_000
+    msgs = {
+        "/a": [(t0 + i, make_image("ros1", "mono8", 100, 200, 200, bytes([i]) * 20_000)) for i in range(120)]
+    }
+    bag = tmp_path / "big.bag"
+    write_bag(bag, "ros1", msgs)
+    with AnyReader([bag]) as reader:
+        expected = [bytes(raw) for _, _, raw in reader.messages()]
+        held = [raw for _, _, raw in mapped_messages(list(reader.connections))]  # keep every view
+    assert [bytes(v) for v in held] == expected

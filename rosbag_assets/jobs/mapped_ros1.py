@@ -38,19 +38,27 @@ def mapped_messages(connections: list[Any]) -> Iterator[tuple[Any, int, memoryvi
     return _iter(reader, connections)
 
 
+_RELEASE_EVERY = 64 << 20
+
+
 def _iter(reader: Ros1Reader, connections: list[Any]) -> Iterator[tuple[Any, int, memoryview]]:
-    with open(reader.path, "rb") as fh:
-        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    if hasattr(mmap, "MADV_SEQUENTIAL"):
-        mapped.madvise(mmap.MADV_SEQUENTIAL)
-    # never closed explicitly: yielded views may outlive the loop; the map goes when the last view does
-    view = memoryview(mapped)
     by_id = {c.id: c for c in connections}
     streams = [_entries(reader, cid) for cid in by_id]
+    with open(reader.path, "rb") as fh:
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    # never closed explicitly: yielded views may outlive the loop; the map goes when the last view does
+    view = memoryview(mapped)
+    released = 0
     for log_time, chunk_pos, offset, cid in heapq.merge(*streams, key=_time):  # ties: connection order
         chunk = reader.chunks[chunk_pos]
-        pos = chunk.datapos + offset
-        end = chunk.datapos + chunk.datasize
+        if chunk.datapos - released > 2 * _RELEASE_EVERY and hasattr(mmap, "MADV_DONTNEED"):
+            # Drop the pages already read from this process's resident set so it stays flat however large
+            # the bag is; they stay in the page cache, and a view still in use just faults them back in.
+            upto = chunk.datapos - _RELEASE_EVERY
+            upto -= upto % mmap.PAGESIZE
+            mapped.madvise(mmap.MADV_DONTNEED, released, upto - released)
+            released = upto
+        pos, end = chunk.datapos + offset, chunk.datapos + chunk.datasize
         while True:  # connection records may precede the message inside a chunk
             (header_len,) = _U32.unpack_from(view, pos)
             header_end = pos + 4 + header_len

@@ -34,7 +34,7 @@ from rosbag_assets.jobs import images, publish, runtime
 from rosbag_assets.jobs import result as r
 from rosbag_assets.jobs.bagio import BagReadError, bag_uri, describe_error, open_bag
 from rosbag_assets.jobs.drives import BagRef
-from rosbag_assets.jobs.mapped_ros1 import mapped_messages
+from rosbag_assets.jobs.mapped import mapped_messages
 from rosbag_assets.jobs.shards import TarShards
 from rosbag_assets.jobs.storage import FileInfo, Storage, join_key
 

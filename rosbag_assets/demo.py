@@ -72,7 +72,9 @@ def print_summary(storage: LocalStorage, drive: str, result: dg.ExecuteInProcess
             f"  {b.bag:<28} {b.format:<13} {b.bytes / 1e6:7.1f} MB  {b.duration_s or 0:5.1f} s  {b.messages} msgs"
         )
     frames, _, frames_uri = _read(storage, drive, "extracted_frames", "index.parquet")
-    print(f"\nframes ({len(frames)}):  {frames_uri}/frames")
+    shards = frames["data_key"].nunique() if "data_key" in frames else 0
+    print(f"\nframes ({len(frames)}):  {frames_uri}/index.parquet")
+    print(f"  stored in {shards} tar shards under {frames_uri}/frames (`tar -xf` one to get its image files)")
     for topic, n in frames.groupby("topic").size().items():
         print(f"  {topic:<40} {n:5d}")
     labels, manifest, labels_uri = _read(storage, drive, "object_labels", "labels.parquet")

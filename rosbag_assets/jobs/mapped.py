@@ -29,6 +29,8 @@ _MCAP_MESSAGE = struct.Struct("<HIQQ")  # channel id, sequence, log time, publis
 _MCAP_MESSAGE_OP = 0x05
 _UNCOMPRESSED = decompressors["none"]
 _RELEASE_EVERY = 64 << 20
+_POPULATE_AHEAD = 32 << 20
+_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14
 
 Message = tuple[Any, int, memoryview]
 
@@ -59,6 +61,23 @@ class _Mapped:
         # never closed explicitly: yielded views may outlive the reader; the map goes with the last view
         self.view = memoryview(self.map)
         self.released = 0
+        self.populated = 0
+        self.can_populate = True
+
+    def populate_from(self, pos: int) -> None:
+        """Map the next stretch of the file in one call: page faults one by one cost more than the copy
+        they save (~1 s per GB on a VM); a bulk MADV_POPULATE_READ costs a fraction of that."""
+        if not self.can_populate or pos + (1 << 20) <= self.populated:
+            return
+        start = max(pos - pos % mmap.PAGESIZE, self.populated)
+        length = min(_POPULATE_AHEAD, len(self.map) - start)
+        if length <= 0:
+            return
+        try:
+            self.map.madvise(_MADV_POPULATE_READ, start, length)
+        except OSError:  # older kernels: fall back to faulting pages in as they are touched
+            self.can_populate = False
+        self.populated = start + length
 
     def release_before(self, pos: int) -> None:
         """Keep RSS flat however large the file: drop pages well behind `pos`. They stay in the page
@@ -87,6 +106,7 @@ def _ros1_iter(reader: Ros1Reader, connections: list[Any]) -> Iterator[Message]:
     for log_time, chunk_pos, offset, cid in heapq.merge(*streams, key=_first):  # ties: connection order
         chunk = reader.chunks[chunk_pos]
         mapped.release_before(chunk.datapos)
+        mapped.populate_from(chunk.datapos + offset)
         pos, end = chunk.datapos + offset, chunk.datapos + chunk.datasize
         while True:  # connection records may precede the message inside a chunk
             (header_len,) = _U32.unpack_from(view, pos)
@@ -168,6 +188,7 @@ def _mcap_chunk(mapped: _Mapped, chunk: Any, connmap: dict[int, Any]) -> Iterato
     parsed when the merge reaches them."""
     yield chunk.message_start_time, 0, None, None
     mapped.release_before(chunk.chunk_start_offset)
+    mapped.populate_from(chunk.chunk_start_offset)
     view = mapped.view
     pos = chunk.chunk_start_offset + 9 + 40 + len(chunk.compression)  # records start after the chunk header
     end = pos + chunk.uncompressed_size

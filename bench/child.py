@@ -78,6 +78,20 @@ def encode_limit(n_big: int, n_small: int) -> dict:
     return {"seconds": time.perf_counter() - t0, "frames": len(work), "bytes": total}
 
 
+def disk_write(path: str, size: int) -> dict:
+    """Sequential write of `size` bytes in 16 MB blocks, fsynced: what the disk sustains."""
+    block = os.urandom(16 << 20)
+    t0 = time.perf_counter()
+    with open(path, "wb") as fh:
+        for _ in range(size // len(block)):
+            fh.write(block)
+        fh.flush()
+        os.fsync(fh.fileno())
+    seconds = time.perf_counter() - t0
+    os.unlink(path)
+    return {"seconds": seconds, "bytes": size // len(block) * len(block)}
+
+
 def bag_read(bag: str) -> dict:
     """AnyReader iterating raw messages, no deserialize."""
     from rosbags.highlevel import AnyReader
@@ -93,9 +107,14 @@ def bag_read(bag: str) -> dict:
 def main() -> None:
     kind, args = sys.argv[1], json.loads(sys.argv[2])
     np.random.seed(0)
-    result = {"extract": extract, "baseline": baseline, "encode_limit": encode_limit, "bag_read": bag_read}[
-        kind
-    ](**args)
+    workloads = {
+        "extract": extract,
+        "baseline": baseline,
+        "encode_limit": encode_limit,
+        "bag_read": bag_read,
+        "disk_write": disk_write,
+    }
+    result = workloads[kind](**args)
     print("RESULT " + json.dumps(result))
 
 

@@ -81,11 +81,13 @@ class _Mapped:
 
     def release_before(self, pos: int) -> None:
         """Keep RSS flat however large the file: drop pages well behind `pos`. They stay in the page
-        cache, and a view still in use simply faults them back in."""
+        cache, and a view still in use simply faults them back in. The sweep starts at 0 each time, so pages
+        faulted back in by late readers (frames waiting for their shard) go again; empty stretches of the
+        page table are skipped by the kernel, so that costs microseconds."""
         if pos - self.released > 2 * _RELEASE_EVERY and hasattr(mmap, "MADV_DONTNEED"):
             upto = pos - _RELEASE_EVERY
             upto -= upto % mmap.PAGESIZE
-            self.map.madvise(mmap.MADV_DONTNEED, self.released, upto - self.released)
+            self.map.madvise(mmap.MADV_DONTNEED, 0, upto)
             self.released = upto
 
 

@@ -56,6 +56,7 @@ class _Mapped:
     """A read-only map of a whole file whose already-read pages are dropped from the resident set."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         with open(path, "rb") as fh:
             self.map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         # never closed explicitly: yielded views may outlive the reader; the map goes with the last view
@@ -200,7 +201,7 @@ def _mcap_chunk(mapped: _Mapped, chunk: Any, connmap: dict[int, Any]) -> Iterato
         body = pos + 9
         pos = body + length
         if pos > end:
-            raise ValueError(f"record at {body - 9} runs past its chunk")
+            raise ValueError(f"{mapped.path}: record at {body - 9} runs past its chunk")
         if op == _MCAP_MESSAGE_OP:
             channel, _, log_time, _ = _MCAP_MESSAGE.unpack_from(view, body)
             if channel in connmap:

@@ -231,3 +231,27 @@ def test_s3_storage_pickles_without_its_client() -> None:
     copy = pickle.loads(pickle.dumps(storage))
     assert copy.uri("a/b") == "s3://bucket/pre/fix/a/b"
     assert copy.client is not storage.client and copy.client.meta.endpoint_url == "http://127.0.0.1:9"
+
+
+def test_load_frame_from_an_index_row_locally_and_on_s3(tmp_path: Path, moto_server) -> None:
+    from rosbag_assets.jobs.storage import storage_from_uri
+
+    drive = _drive(tmp_path)
+    _, index = _extract(drive, tmp_path / "out", {"topics": ["/front/image_raw"], "image_format": "png"})
+    row = index.iloc[3].to_dict()
+    local = frames.load_frame(row)
+    assert local.shape == (48, 64, 3)
+
+    moto_server.client("s3").create_bucket(Bucket="frames")
+    s3 = storage_from_uri("s3://frames/assets", endpoint_url=moto_server.url)
+    run_inventory(drive="d1", source=LocalStorage(drive), output=s3)
+    run_extract(
+        drive="d1",
+        source=LocalStorage(drive),
+        output=s3,
+        options={"topics": ["/front/image_raw"], "image_format": "png"},
+    )
+    _, s3_index = frames.committed_frames(s3, "d1")
+    s3_row = s3_index.iloc[3].to_dict()
+    assert s3_row["path"].startswith("s3://frames/assets/d1/extracted_frames/versions/")
+    assert np.array_equal(frames.load_frame(s3_row, endpoint_url=moto_server.url), local)

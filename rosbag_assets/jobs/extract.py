@@ -633,6 +633,8 @@ def finalize_extract(
         "skipped_by_window": r.integer(sum(rep["skipped_window"] for rep in reports)),
         "index": r.uri_value(staging.uri("index.parquet")),
         "frames_root": r.uri_value(uri),
+        "layout": r.text(opts.layout),
+        "stored_objects": r.integer(int(index["data_key"].nunique()) if len(index) else 0),
         "options": r.json_value(asdict(opts)),
     }
     if elapsed_s is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import time
@@ -96,25 +95,42 @@ def sensor_ticks(storage: Any, add_one_bag: Callable[[], None], prefix: str) -> 
 
 @contextmanager
 def moto_s3() -> Iterator[str]:
-    """An in-process moto S3 server on a free port; yields its endpoint URL and stops it afterwards."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per request otherwise
+    """A moto S3 server in its own process on a free port (like a remote S3, it does not share this process's
+    interpreter); yields its endpoint URL and stops it afterwards."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
 
     fake_aws = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
     with patch.dict(os.environ, fake_aws):
         os.environ.pop("AWS_ENDPOINT_URL_S3", None)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
-            host, port = server.get_host_and_port()
-            yield f"http://{host}:{port}"
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                raise RuntimeError("moto server did not start")
+            yield url
         finally:
-            server.stop()
+            server.terminate()
+            server.wait(timeout=30)
 
 
 def upload_landing(client: Any, drives: int) -> int:

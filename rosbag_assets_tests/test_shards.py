@@ -255,3 +255,20 @@ def test_load_frame_from_an_index_row_locally_and_on_s3(tmp_path: Path, moto_ser
     s3_row = s3_index.iloc[3].to_dict()
     assert s3_row["path"].startswith("s3://frames/assets/d1/extracted_frames/versions/")
     assert np.array_equal(frames.load_frame(s3_row, endpoint_url=moto_server.url), local)
+
+
+def test_a_shard_that_fails_to_complete_fails_the_close() -> None:
+    """Completing a shard (on S3: its upload) runs beside the writer; its failure still surfaces."""
+    import tempfile
+
+    @contextmanager
+    def upload_fails(key: str):
+        with tempfile.TemporaryFile() as fh:
+            yield fh
+            raise ConnectionError(f"upload of {key} failed: 503 Slow Down")
+
+    sink = TarShards(lambda stream, n: (f"{stream}-{n}.tar", upload_fails(f"{stream}-{n}.tar")), 2000)
+    for i in range(5):  # rolls over: the first shards complete (and fail) while later ones are written
+        sink.append("s", f"{i}.jpg", b"x" * 1500, 0)
+    with pytest.raises(RuntimeError, match="503 Slow Down"):
+        sink.close()

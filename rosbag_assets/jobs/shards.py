@@ -13,6 +13,7 @@ import queue
 import tarfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any, BinaryIO
 
@@ -77,6 +78,9 @@ class TarShards:
         self._batch: list[tuple[Any, ...]] = []  # ops handed to the writer in groups (fewer thread switches)
         self._batch_size, self._batch_limit = 0, batch_bytes
         self._error: BaseException | None = None
+        # Completing a shard can be slow (on S3: uploading it), so it happens beside the writer, not in its way.
+        self._finisher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-finish")
+        self._finishing: list[Future] = []
         self._thread = threading.Thread(target=self._run, name="shard-writer", daemon=True)
         self._thread.start()
 
@@ -151,12 +155,20 @@ class TarShards:
         for ctx, _ in files.values():  # aborted or failed: discard what is still open
             reason = self._error or RuntimeError("aborted")
             ctx.__exit__(type(reason), reason, reason.__traceback__)
+        self._finisher.shutdown(wait=True)
+        for future in self._finishing:
+            if future.exception() is not None and self._error is None:
+                self._error = future.exception()
 
     def _write(
         self,
         batch: list[tuple[Any, ...]],
         files: dict[str, tuple[AbstractContextManager[BinaryIO], BinaryIO]],
     ) -> None:
+        failed = next((f.exception() for f in self._finishing if f.done() and f.exception()), None)
+        if failed is not None:  # a shard could not be completed: stop early, `append` will say why
+            self._error = failed
+            return
         try:
             pending: list[Any] = []  # buffers for one `writev` to the shard of `stream`
             stream = None
@@ -176,7 +188,7 @@ class TarShards:
                 elif kind == "close":
                     ctx, fh = files.pop(op[1])
                     _writev(fh, [END_OF_ARCHIVE])
-                    ctx.__exit__(None, None, None)
+                    self._finishing.append(self._finisher.submit(ctx.__exit__, None, None, None))
             if pending:
                 _writev(files[stream][1], pending)  # type: ignore[index]
         except BaseException as exc:

@@ -142,6 +142,7 @@ class _Encoder:
 
     @staticmethod
     def inline(fn: Any, *args: Any) -> Future:
+        """Run `fn` now, in this thread; a finished future keeps it in line with the pooled frames."""
         fut: Future = Future()
         try:
             fut.set_result(fn(*args))

@@ -40,6 +40,14 @@ class ExtractConfig(dg.Config):
         default=False, description="Re-encode CompressedImage instead of passing it through"
     )
     workers: int = Field(default=0, description="Encoder threads; 0 = all cores")
+    bag_workers: int = Field(
+        default=0, description="Bags extracted at once, one process each; 0 = half the cores"
+    )
+    max_in_flight: int = Field(default=0, description="Frames being encoded at once; 0 = 4 x workers")
+    layout: str = Field(
+        default="shards", description="shards (tar per bag and topic) or files (one per frame)"
+    )
+    shard_mb: float = Field(default=512, description="Start a new shard past this size")
 
 
 class DetectConfig(dg.Config):
@@ -57,6 +65,9 @@ class DetectConfig(dg.Config):
     classes: list[int] | None = None
     batch_size: int = 16
     device: str | None = Field(default=None, description="cpu, cuda:0, ...; default: GPU when present")
+    cpu_runtime: str = Field(
+        default="onnx", description="On CPU: onnx (export .pt once, run ONNX Runtime) or torch"
+    )
     topics: list[str] | None = None
     max_frames: int | None = Field(default=None, description="Label at most this many frames, spread evenly")
 

@@ -193,3 +193,20 @@ def test_definitions_validate(tmp_path: Path) -> None:
 def test_tflite_model_is_present_for_the_slow_tests() -> None:
     """The real model the slow tests use must be where SOURCES.md says (skips only when shared/ is absent)."""
     assert shared("models", "yolo11n_int8.tflite") == TFLITE_MODEL
+
+
+def test_launchpad_config_offers_every_job_option() -> None:
+    """What the README lists as asset configuration is settable from the UI, and nothing the jobs reject."""
+    from dataclasses import fields
+
+    from rosbag_assets.assets import DetectConfig, ExtractConfig
+    from rosbag_assets.jobs.detection import DetectorConfig
+    from rosbag_assets.jobs.extract import ExtractOptions
+
+    assert set(ExtractConfig.model_fields) == {f.name for f in fields(ExtractOptions)}
+    ExtractOptions.from_dict(ExtractConfig().model_dump())
+    job_only = {"half", "cache_dir"}  # precision follows the device; the cache comes from the environment
+    assert set(DetectConfig.model_fields) == {f.name for f in fields(DetectorConfig)} - job_only | {
+        "topics",
+        "max_frames",
+    }

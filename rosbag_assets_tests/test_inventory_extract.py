@@ -14,6 +14,7 @@ from conftest import ROS1_BAGS, ROS2_BAGS, shared
 from rosbag_assets.jobs import publish
 from rosbag_assets.jobs.bagio import BagReadError
 from rosbag_assets.jobs.extract import run_extract
+from rosbag_assets.jobs.frames import read_indexed_bytes
 from rosbag_assets.jobs.inventory import run_inventory
 from rosbag_assets.jobs.storage import LocalStorage
 
@@ -32,9 +33,7 @@ class Log:
 
 def stored(row: pd.Series) -> bytes:
     """A frame's bytes straight from the index: `path` (a shard or a file), `offset` and `bytes`."""
-    with open(row["path"], "rb") as fh:
-        fh.seek(int(row["offset"]))
-        return fh.read(int(row["bytes"]))
+    return read_indexed_bytes(row.to_dict())
 
 
 def stored_image(row: pd.Series, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:

@@ -49,20 +49,25 @@ def read_frame_bytes(storage: Storage, version: publish.Staging, row: dict[str, 
     return storage.read_range(version.key(data_key), int(row["offset"]), int(row["bytes"]))
 
 
-def load_frame(row: dict[str, Any], *, endpoint_url: str | None = None) -> np.ndarray:
-    """Decode one frame straight from a row of ``index.parquet`` (its `path`, `offset` and `bytes`).
+def read_indexed_bytes(row: dict[str, Any], *, endpoint_url: str | None = None) -> bytes:
+    """The stored bytes of one frame, straight from a row of ``index.parquet`` (`path`, `offset`, `bytes`).
 
-    For notebooks and scripts: works on a local path or an ``s3://`` URI, no Dagster and no storage set-up::
-
-        index = pd.read_parquet(".../extracted_frames/versions/<id>/index.parquet")
-        image = load_frame(index.iloc[0].to_dict())
+    For notebooks and scripts: a local path or an ``s3://`` URI, no Dagster and no storage set-up.
     """
     from rosbag_assets.jobs.storage import storage_from_uri
 
-    path = str(row["path"])
-    folder, _, name = path.rpartition("/")
+    folder, _, name = str(row["path"]).rpartition("/")
     storage = storage_from_uri(folder, endpoint_url=endpoint_url)
-    return decode_frame(storage.read_range(name, int(row.get("offset") or 0), int(row["bytes"])))
+    return storage.read_range(name, int(row.get("offset") or 0), int(row["bytes"]))
+
+
+def load_frame(row: dict[str, Any], *, endpoint_url: str | None = None) -> np.ndarray:
+    """Decode one frame straight from a row of ``index.parquet``::
+
+    index = pd.read_parquet(".../extracted_frames/versions/<id>/index.parquet")
+    image = load_frame(index.iloc[0].to_dict())
+    """
+    return decode_frame(read_indexed_bytes(row, endpoint_url=endpoint_url))
 
 
 def decode_frame(data: bytes) -> np.ndarray:

@@ -41,7 +41,7 @@ class ExtractConfig(dg.Config):
     )
     workers: int = Field(default=0, description="Encoder threads; 0 = all cores")
     bag_workers: int = Field(
-        default=0, description="Bags extracted at once, one process each; 0 = half the cores"
+        default=0, description="Bags extracted at once, one process each; 0 = half the cores for bags >= 2 GB"
     )
     max_in_flight: int = Field(default=0, description="Frames being encoded at once; 0 = 4 x workers")
     layout: str = Field(

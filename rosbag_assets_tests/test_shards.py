@@ -272,3 +272,17 @@ def test_a_shard_that_fails_to_complete_fails_the_close() -> None:
         sink.append("s", f"{i}.jpg", b"x" * 1500, 0)
     with pytest.raises(RuntimeError, match="503 Slow Down"):
         sink.close()
+
+
+def test_bags_run_in_parallel_only_when_asked_or_big_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rosbag_assets.jobs import extract
+
+    monkeypatch.setattr(extract.os, "cpu_count", lambda: 16)
+    gb = 1_000_000_000
+    assert (
+        extract.bag_parallelism(0, [gb // 2] * 10) == 1
+    )  # small bags: a process each costs more than it saves
+    assert extract.bag_parallelism(0, [3 * gb] * 3 + [gb // 2] * 10) == 3
+    assert extract.bag_parallelism(0, [10 * gb] * 100) == 8  # half the cores
+    assert extract.bag_parallelism(3, [gb // 2] * 10) == 3  # asked for explicitly
+    assert extract.bag_parallelism(5, [gb] * 2) == 2  # never more than there are bags

@@ -75,7 +75,7 @@ class ExtractOptions:
     layout: str = "shards"  # "shards": tar shards per bag+topic with byte ranges; "files": one file per frame
     shard_mb: float = 512  # a shard is closed and the next one started past this size
     workers: int = 0  # encoder threads per bag; 0 = all cores, shared by the bags extracted at once
-    bag_workers: int = 0  # bags extracted at once, each in its own process; 0 = auto (half the cores)
+    bag_workers: int = 0  # bags extracted at once, each in its own process; 0 = auto (see `bag_parallelism`)
     max_in_flight: int = 0  # bounded queue of frames being encoded; 0 = 4 x workers
 
     @classmethod
@@ -463,6 +463,20 @@ def _collect(
     pending.clear()
 
 
+# A worker process takes ~1-2 s to start (imports); measured on 2 cores: two 0.7 GB bags at once ran at 0.57x
+# one after the other, two 2.7 GB bags at 1.46x. Automatic parallelism is only used for bags this large.
+PARALLEL_MIN_BAG_BYTES = 2_000_000_000
+
+
+def bag_parallelism(requested: int, bag_bytes: list[int]) -> int:
+    """How many bags to extract at once: `requested`, or automatically half the cores when the bags are big
+    enough to pay for a worker process each; never more than there are bags."""
+    if requested:
+        return max(1, min(requested, len(bag_bytes)))
+    big = sum(1 for size in bag_bytes if size >= PARALLEL_MIN_BAG_BYTES)
+    return max(1, min(max(1, (os.cpu_count() or 1) // 2), big))
+
+
 class _RecordedLog:
     """Collects a worker process's log lines so the parent can replay them to the real log."""
 
@@ -706,8 +720,8 @@ def run_extract(
     if bag_names is not None and len(todo) != len(bag_names):
         unknown = sorted(set(bag_names) - {b.name for b in bags})
         raise ValueError(f"drive {drive}: bags {unknown} are not readable bags of the inventory")
-    parallel = opts.bag_workers or max(1, (os.cpu_count() or 1) // 2)
-    parallel = min(parallel, len(todo))
+    sizes = {b["name"]: int(b.get("bytes") or 0) for b in inventory["bags"]}
+    parallel = bag_parallelism(opts.bag_workers, [sizes.get(b.name, 0) for b in todo])
     if parallel <= 1:
         for bag in todo:
             write_part(

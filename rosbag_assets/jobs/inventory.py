@@ -151,6 +151,7 @@ def run_inventory(
                 "format": rep.bag.format,
                 "ok": rep.error is None,
                 "keys": [f.key for f in rep.bag.files],
+                "bytes": rep.bag.bytes,
                 "has_metadata": rep.bag.has_metadata,
             }
             for rep in reports

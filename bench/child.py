@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 
-def extract(drive_dir: str, out_dir: str, topics: list[str] | None) -> dict:
+def extract(drive_dir: str, out_dir: str, topics: list[str] | None, bag_workers: int = 0) -> dict:
     from rosbag_assets.jobs.extract import run_extract
     from rosbag_assets.jobs.inventory import run_inventory
     from rosbag_assets.jobs.storage import LocalStorage
@@ -21,7 +21,8 @@ def extract(drive_dir: str, out_dir: str, topics: list[str] | None) -> dict:
     src, out = LocalStorage(drive_dir), LocalStorage(out_dir)
     run_inventory(drive="d", source=src, output=out)
     t0 = time.perf_counter()
-    result = run_extract(drive="d", source=src, output=out, options={"topics": topics})
+    options = {"topics": topics, "bag_workers": bag_workers}
+    result = run_extract(drive="d", source=src, output=out, options=options)
     seconds = time.perf_counter() - t0
     meta = result.metadata
     return {"seconds": seconds, "frames": _val(meta["frames"]), "bytes": _val(meta["bytes"])}

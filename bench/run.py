@@ -127,6 +127,35 @@ def bench_extraction(
     return row
 
 
+def bench_bag_workers(size_gb: float, work: Path, repeats: int) -> dict[str, Any]:
+    """Two JPEG-only ROS1 bags of `size_gb` each: one bag after the other vs both at once (one process each).
+
+    Output goes to tmpfs when there is room, so the disk's write limit does not hide the difference.
+    """
+    from bench.genbag import COMPRESSED_TOPICS, write_bag
+
+    drive = work / "drive-two-bags"
+    shutil.rmtree(drive, ignore_errors=True)
+    drive.mkdir(parents=True)
+    for name in ("a.bag", "b.bag"):
+        write_bag(drive / name, "ros1", int(size_gb * 1e9), compressed_only=True)
+    size = du(drive)
+    use_tmpfs = TMPFS.is_dir() and shutil.disk_usage(TMPFS).free > 3 * size
+    out = (TMPFS if use_tmpfs else work) / "rosbag-bench-two"
+    row: dict[str, Any] = {"bags": 2, "bags_gb": size / 1e9, "output": "tmpfs" if use_tmpfs else "disk"}
+    try:
+        for workers in (1, 2):
+            run = measure(
+                "extract", repeats, out, drive_dir=str(drive), topics=COMPRESSED_TOPICS, bag_workers=workers
+            )
+            row[f"gbps_bag_workers_{workers}"] = run["bytes"] / run["seconds"] / 1e9
+    finally:
+        shutil.rmtree(drive, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+    row["speedup"] = row["gbps_bag_workers_2"] / row["gbps_bag_workers_1"]
+    return row
+
+
 def print_table(rows: list[dict[str, Any]], cols: list[str]) -> None:
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
@@ -144,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline-frames", type=int, default=40, help="frames per topic the baseline encodes"
     )
-    parser.add_argument("--skip", default="", help="comma separated: extract,detect,scan")
+    parser.add_argument("--skip", default="", help="comma separated: extract,parallel,detect,scan")
     parser.add_argument("--drives", type=int, default=10_000, help="drives in the landing root for the scan")
     parser.add_argument("--detect-frames", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3, help="runs per workload; the median is reported")
@@ -184,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
                 "all_rss_mb",
             ],
         )
+    if "parallel" not in skip:
+        results["parallel"] = bench_bag_workers(min(sizes), work, args.repeat)
+        print("\n## bags in parallel (bag_workers), JPEG pass-through")
+        print_table([results["parallel"]], list(results["parallel"]))
     if "detect" not in skip:
         from bench.detect import bench_detect
 

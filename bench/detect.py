@@ -17,24 +17,25 @@ import numpy as np
 
 
 def export_onnx(work: Path) -> Path:
-    """yolo11n (random weights) saved as ``.pt`` and exported from it to ONNX once, cached under `work`."""
-    target = work / "yolo11n_random.onnx"
-    if target.exists() and target.with_suffix(".pt").exists():
-        return target
+    """yolo11n (random weights) saved as ``.pt``, exported by the job's own `export_onnx` into the weights cache
+    the job uses, so the bare session, ours on the ``.onnx`` and ours on the ``.pt`` all run the same file."""
+    pt = work / "yolo11n_random.pt"
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-    from ultralytics import YOLO
-
     from rosbag_assets.jobs.runtime import configure_runtime
 
     configure_runtime()
-    pt = target.with_suffix(".pt")
-    YOLO("yolo11n.yaml").save(str(pt))
-    exported = Path(
-        YOLO(str(pt)).export(format="onnx", imgsz=640, dynamic=True, simplify=False, verbose=False)
-    )
-    exported.replace(target)
-    return target
+    from rosbag_assets.jobs import detection
+
+    if not pt.exists():
+        from ultralytics import YOLO
+
+        YOLO("yolo11n.yaml").save(str(pt))
+    return detection.export_onnx(pt, _cache(work) / "onnx", 640)
+
+
+def _cache(work: Path) -> Path:
+    return work / "weights-cache"
 
 
 def write_frames(work: Path, n: int) -> tuple[Any, Any, Any]:
@@ -125,7 +126,7 @@ def bare_ort(model: Path, storage: Any, version: Any, index: Any, batch: int, co
     return n / (time.perf_counter() - t0)
 
 
-def ours(model: Path, storage: Any, version: Any, index: Any, batch: int) -> float:
+def ours(model: Path, work: Path, storage: Any, version: Any, index: Any, batch: int) -> float:
     """Frames/s of the `object_labels` loop: load_detector + iter_batches + detect_batch.
 
     Given the ``.pt``, this is the default CPU path: exported to ONNX once (cached next to the bench) and run
@@ -134,7 +135,7 @@ def ours(model: Path, storage: Any, version: Any, index: Any, batch: int) -> flo
     from rosbag_assets.jobs import frames as fr
     from rosbag_assets.jobs.detection import DetectorConfig, load_detector
 
-    cache = str(model.parent / "weights-cache")
+    cache = str(_cache(work))
     det = load_detector(DetectorConfig(weights=str(model), device="cpu", batch_size=batch, cache_dir=cache))
     det.detect_batch([np.zeros((720, 1280, 3), np.uint8)])  # warm-up, like the bare session's first run
     t0 = time.perf_counter()
@@ -151,8 +152,8 @@ def bench_detect(work: Path, n_frames: int, batch: int = 16) -> dict[str, Any]:
     bares, ourss, pts = [], [], []
     for _ in range(2):  # interleaved: the shared machine drifts
         bares.append(bare_ort(model, storage, version, index, batch))
-        ourss.append(ours(model, storage, version, index, batch))
-        pts.append(ours(model.with_suffix(".pt"), storage, version, index, batch))
+        ourss.append(ours(model, work, storage, version, index, batch))
+        pts.append(ours(work / "yolo11n_random.pt", work, storage, version, index, batch))
     bare, our, pt = sum(bares) / len(bares), sum(ourss) / len(ourss), sum(pts) / len(pts)
     return {
         "model": "yolo11n random weights (speed only)",

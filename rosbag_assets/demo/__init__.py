@@ -1,0 +1,1 @@
+"""The sample drive and `make demo`."""

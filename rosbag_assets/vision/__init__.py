@@ -1,0 +1,1 @@
+"""Shared vision code below the steps: image decode/encode, detectors and weights, lane models, previews."""

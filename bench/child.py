@@ -14,9 +14,9 @@ import numpy as np
 
 
 def extract(drive_dir: str, out_dir: str, topics: list[str] | None, bag_workers: int = 0) -> dict:
-    from rosbag_assets.jobs.extract import run_extract
-    from rosbag_assets.jobs.inventory import run_inventory
-    from rosbag_assets.jobs.storage import LocalStorage
+    from rosbag_assets.io.storage import LocalStorage
+    from rosbag_assets.steps.extracted_frames import run_extract
+    from rosbag_assets.steps.raw_bags import run_inventory
 
     src, out = LocalStorage(drive_dir), LocalStorage(out_dir)
     run_inventory(drive="d", source=src, output=out)
@@ -39,7 +39,7 @@ def baseline(bag: str, cap: int) -> dict:
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
-    from rosbag_assets.jobs.images import decode_image_message
+    from rosbag_assets.vision.images import decode_image_message
 
     frames = 0
     t0 = time.perf_counter()

@@ -22,10 +22,10 @@ def export_onnx(work: Path) -> Path:
     pt = work / "yolo11n_random.pt"
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-    from rosbag_assets.jobs.runtime import configure_runtime
+    from rosbag_assets.steps.runtime import configure_runtime
 
     configure_runtime()
-    from rosbag_assets.jobs import detection
+    from rosbag_assets.vision import detection
 
     if not pt.exists():
         from ultralytics import YOLO
@@ -45,9 +45,8 @@ def write_frames(work: Path, n: int) -> tuple[Any, Any, Any]:
 
     import pandas as pd
 
-    from rosbag_assets.jobs import frames as fr
-    from rosbag_assets.jobs import publish
-    from rosbag_assets.jobs.storage import LocalStorage
+    from rosbag_assets.io import frames, publish
+    from rosbag_assets.io.storage import LocalStorage
 
     root = work / "detect-store"
     shutil.rmtree(root, ignore_errors=True)
@@ -81,7 +80,7 @@ def write_frames(work: Path, n: int) -> tuple[Any, Any, Any]:
     pd.DataFrame(rows).to_parquet(buf, index=False)
     staging.write_bytes("index.parquet", buf.getvalue())
     staging.commit({"drive": "d"})
-    version, index = fr.committed_frames(storage, "d")
+    version, index = frames.committed_frames(storage, "d")
     return storage, version, index
 
 
@@ -102,7 +101,7 @@ def bare_ort(model: Path, storage: Any, version: Any, index: Any, batch: int, co
     rect letterbox, all intra-op threads, same decode prefetch)."""
     import onnxruntime as ort
 
-    from rosbag_assets.jobs import frames as fr
+    from rosbag_assets.io import frames
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = os.cpu_count() or 1
@@ -110,7 +109,7 @@ def bare_ort(model: Path, storage: Any, version: Any, index: Any, batch: int, co
     name = sess.get_inputs()[0].name
     t0 = time.perf_counter()
     n = 0
-    for chunk in fr.iter_batches(storage, version, index, batch):
+    for chunk in frames.iter_batches(storage, version, index, batch):
         x = np.stack([letterbox(img)[:, :, ::-1] for _, img in chunk]).transpose(0, 3, 1, 2)
         x = np.ascontiguousarray(x, dtype=np.float32) / 255.0
         (pred,) = sess.run(None, {name: x})
@@ -132,15 +131,15 @@ def ours(model: Path, work: Path, storage: Any, version: Any, index: Any, batch:
     Given the ``.pt``, this is the default CPU path: exported to ONNX once (cached next to the bench) and run
     by ONNX Runtime through Ultralytics.
     """
-    from rosbag_assets.jobs import frames as fr
-    from rosbag_assets.jobs.detection import DetectorConfig, load_detector
+    from rosbag_assets.io import frames
+    from rosbag_assets.vision.detection import DetectorConfig, load_detector
 
     cache = str(_cache(work))
     det = load_detector(DetectorConfig(weights=str(model), device="cpu", batch_size=batch, cache_dir=cache))
     det.detect_batch([np.zeros((720, 1280, 3), np.uint8)])  # warm-up, like the bare session's first run
     t0 = time.perf_counter()
     n = 0
-    for chunk in fr.iter_batches(storage, version, index, batch):
+    for chunk in frames.iter_batches(storage, version, index, batch):
         n += len(det.detect_batch([img for _, img in chunk]))
     return n / (time.perf_counter() - t0)
 

@@ -20,7 +20,7 @@ MODES = ("in_process", "subprocess")
 
 def make_tiny_drive(drive_dir: Path) -> Path:
     """One small ROS1 bag (1 s at 10 Hz, 64x64 frames, 4 topics) in `drive_dir`; returns its path."""
-    from rosbag_assets.jobs.sample_drive import write_sample_drive
+    from rosbag_assets.demo.sample_drive import write_sample_drive
 
     shutil.rmtree(drive_dir, ignore_errors=True)
     ros1, ros2 = write_sample_drive(drive_dir, seconds=1.0, hz=10.0, width=64, height=64)
@@ -45,9 +45,9 @@ def _materializer(
     """(materialize ``raw_bags`` for DRIVE in `mode`, reset: clear outputs + fresh instance with the partition)."""
     import dagster as dg
 
-    from rosbag_assets.assets import raw_bags
     from rosbag_assets.compute import ComputeTargets, LocalCompute
-    from rosbag_assets.partitions import drives
+    from rosbag_assets.defs.drives import raw_bags
+    from rosbag_assets.defs.partitions import drives
 
     resources = {"storage": storage, "compute": ComputeTargets(local=LocalCompute(mode=mode))}
     instance: list[dg.DagsterInstance] = []
@@ -72,9 +72,9 @@ def bench_overhead(work: Path, repeats: int = 3) -> dict[str, Any]:
 
     Each variant's first call (imports, cold caches) is left out of the median and reported as ``*_first_s``.
     """
-    from rosbag_assets.jobs.inventory import run_inventory
-    from rosbag_assets.jobs.storage import LocalStorage
-    from rosbag_assets.resources import DriveStorage
+    from rosbag_assets.defs.resources import DriveStorage
+    from rosbag_assets.io.storage import LocalStorage
+    from rosbag_assets.steps.raw_bags import run_inventory
 
     landing, out = work / "landing", work / "out"
     bag = make_tiny_drive(landing / DRIVE)

@@ -61,8 +61,8 @@ def sensor_ticks(storage: Any, add_one_bag: Callable[[], None], prefix: str) -> 
     """
     import dagster as dg
 
-    from rosbag_assets.partitions import drives as drives_partitions
-    from rosbag_assets.sensors import drive_discovery_sensor
+    from rosbag_assets.defs.partitions import drives as drives_partitions
+    from rosbag_assets.defs.sensors import drive_discovery_sensor
 
     instance = dg.DagsterInstance.ephemeral()
 
@@ -146,9 +146,9 @@ def bench_s3(work: Path, drives: int) -> dict[str, Any]:
     import boto3
     from botocore.config import Config
 
-    from rosbag_assets.jobs.drives import scan_landing_root
-    from rosbag_assets.jobs.storage import S3Storage
-    from rosbag_assets.resources import DriveStorage
+    from rosbag_assets.defs.resources import DriveStorage
+    from rosbag_assets.io.drives import scan_landing_root
+    from rosbag_assets.io.storage import S3Storage
 
     with moto_s3() as endpoint:
         config = Config(max_pool_connections=UPLOAD_THREADS)
@@ -170,9 +170,9 @@ def bench_s3(work: Path, drives: int) -> dict[str, Any]:
 
 def bench_scan(work: Path, drives: int) -> dict[str, Any]:
     """Plain landing-root scans plus real discovery-sensor ticks, on a local folder and on moto S3."""
-    from rosbag_assets.jobs.drives import scan_landing_root
-    from rosbag_assets.jobs.storage import LocalStorage
-    from rosbag_assets.resources import DriveStorage
+    from rosbag_assets.defs.resources import DriveStorage
+    from rosbag_assets.io.drives import scan_landing_root
+    from rosbag_assets.io.storage import LocalStorage
 
     root = work / "landing"
     make_landing(root, drives)

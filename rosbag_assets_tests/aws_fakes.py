@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rosbag_assets.pipes.cloudwatch import BATCH_LOG_GROUP
+from rosbag_assets.compute.cloudwatch import BATCH_LOG_GROUP
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def setup_batch(moto: Any, *, environment: dict[str, str] | None = None) -> dict
         type="container",
         containerProperties={
             "image": "rosbag-assets:latest",
-            "command": ["python", "-m", "rosbag_assets.jobs.entrypoint"],
+            "command": ["python", "-m", "rosbag_assets.steps.entrypoint"],
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
             "environment": [{"name": k, "value": v} for k, v in (environment or {}).items()],
         },

@@ -10,7 +10,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
-from rosbag_assets.jobs.runtime import configure_ultralytics
+from rosbag_assets.steps.runtime import configure_ultralytics
 
 configure_ultralytics(Path(tempfile.gettempdir()) / "rosbag_assets_tests_yolo_cfg")
 
@@ -35,7 +35,7 @@ def shared(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def small_sample_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A landing root holding one generated drive `sample` (ROS1 + MCAP bags, 1 s at 10 Hz, 480x270)."""
-    from rosbag_assets.jobs.sample_drive import write_sample_drive
+    from rosbag_assets.demo.sample_drive import write_sample_drive
 
     root = tmp_path_factory.mktemp("landing")
     write_sample_drive(root / "sample", seconds=1.0, width=480, height=270)

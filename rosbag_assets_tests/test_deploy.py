@@ -25,7 +25,7 @@ def test_container_files_exist() -> None:
     assert (REPO / ".dockerignore").is_file() and (REPO / "containers" / "README.md").is_file()
     for path in DOCKERFILES:
         text = path.read_text()
-        assert 'ENTRYPOINT ["python", "-m", "rosbag_assets.jobs.entrypoint"]' in text
+        assert 'ENTRYPOINT ["python", "-m", "rosbag_assets.steps.entrypoint"]' in text
         assert re.search(r"^USER (?!root|0\b)", text, re.M), f"{path.name} runs as root"
     assert "nvidia/cuda" in (REPO / "containers" / "Dockerfile.detect").read_text()
 

@@ -36,8 +36,8 @@ _prepare_ultralytics_env()
 
 import cv2  # noqa: E402
 
-from rosbag_assets.jobs import weights as weights_mod  # noqa: E402
-from rosbag_assets.jobs.detection import (  # noqa: E402
+from rosbag_assets.vision import weights as weights_mod  # noqa: E402
+from rosbag_assets.vision.detection import (  # noqa: E402
     HOG_MODEL_NAME,
     Detection,
     DetectorConfig,
@@ -47,7 +47,7 @@ from rosbag_assets.jobs.detection import (  # noqa: E402
     load_detector,
     pick_device,
 )
-from rosbag_assets.jobs.weights import (  # noqa: E402
+from rosbag_assets.vision.weights import (  # noqa: E402
     WeightsUnavailableError,
     is_offline,
     resolve_weights,

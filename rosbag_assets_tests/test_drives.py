@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from rosbag_assets.jobs.drives import (
+from rosbag_assets.io.drives import (
     ROS1,
     ROS2_MCAP,
     ROS2_SQLITE,
@@ -15,7 +15,7 @@ from rosbag_assets.jobs.drives import (
     scan_landing_root,
     validate_drive_name,
 )
-from rosbag_assets.jobs.storage import FileInfo, LocalStorage
+from rosbag_assets.io.storage import FileInfo, LocalStorage
 
 
 @pytest.mark.parametrize("name", ["drive1", "2024-05-01_run.3", "A-b_c.d", "x" * 128])

@@ -9,8 +9,8 @@ import pytest
 from bagwriting import make_compressed_image, make_image, write_bag
 from rosbags.highlevel import AnyReader
 
-from rosbag_assets.jobs.bagio import DEFAULT_TYPESTORE
-from rosbag_assets.jobs.extract import COMPRESSED, IMAGE, parse_image_message
+from rosbag_assets.io.bags import DEFAULT_TYPESTORE
+from rosbag_assets.steps.extracted_frames import COMPRESSED, IMAGE, parse_image_message
 
 
 @pytest.mark.parametrize("fmt", ["ros1", "mcap", "sqlite3"])

@@ -12,7 +12,7 @@ import pytest
 from bagwriting import make_compressed_image, make_image, write_bag
 from rosbags.highlevel import AnyReader
 
-from rosbag_assets.jobs.images import (
+from rosbag_assets.vision.images import (
     SUPPORTED_ENCODINGS,
     UnsupportedEncodingError,
     compressed_format,

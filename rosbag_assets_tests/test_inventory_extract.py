@@ -11,12 +11,12 @@ import pytest
 from bagwriting import make_compressed_image, make_image, write_bag
 from conftest import ROS1_BAGS, ROS2_BAGS, shared
 
-from rosbag_assets.jobs import publish
-from rosbag_assets.jobs.bagio import BagReadError
-from rosbag_assets.jobs.extract import run_extract
-from rosbag_assets.jobs.frames import read_indexed_bytes
-from rosbag_assets.jobs.inventory import run_inventory
-from rosbag_assets.jobs.storage import LocalStorage
+from rosbag_assets.io import publish
+from rosbag_assets.io.bags import BagReadError
+from rosbag_assets.io.frames import read_indexed_bytes
+from rosbag_assets.io.storage import LocalStorage
+from rosbag_assets.steps.extracted_frames import run_extract
+from rosbag_assets.steps.raw_bags import run_inventory
 
 
 class Log:

@@ -5,7 +5,7 @@ import pytest
 from dagster_k8s.job import k8s_model_from_dict
 from dagster_k8s.pipes import build_pod_body
 
-from rosbag_assets.remote_k8s import K8sCompute
+from rosbag_assets.compute.k8s import K8sCompute
 
 PARAMS = {"job": "detect", "drive": "d1", "output": "s3://out/data", "options": {}}
 
@@ -39,7 +39,7 @@ def test_pod_spec_is_a_valid_v1_pod_spec(asset: str) -> None:
         else k8s_model_from_dict(kubernetes.client.V1Pod, body)
     )
     (container,) = pod.spec.containers
-    assert container.command == ["python", "-m", "rosbag_assets.jobs.entrypoint"]
+    assert container.command == ["python", "-m", "rosbag_assets.steps.entrypoint"]
     assert {e.name for e in container.env} >= {"DAGSTER_PIPES_CONTEXT", "PYTHONUNBUFFERED"}
     assert pod.spec.service_account_name == "rosbag-jobs"
     assert pod.spec.restart_policy == "Never"

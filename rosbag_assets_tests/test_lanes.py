@@ -1,4 +1,4 @@
-"""Tests for the pluggable lane detector (rosbag_assets.jobs.lanes)."""
+"""Tests for the pluggable lane detector (rosbag_assets.vision.lanes)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rosbag_assets.jobs.lanes import (
+from rosbag_assets.vision.lanes import (
     HoughLaneDetector,
     Lane,
     LaneBackend,

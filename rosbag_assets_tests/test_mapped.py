@@ -9,9 +9,9 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin
 from rosbags.rosbag2 import Writer as Ros2Writer
 
-from rosbag_assets.jobs import mapped
-from rosbag_assets.jobs.bagio import DEFAULT_TYPESTORE
-from rosbag_assets.jobs.mapped import mapped_messages
+from rosbag_assets.io import mapped
+from rosbag_assets.io.bags import DEFAULT_TYPESTORE
+from rosbag_assets.io.mapped import mapped_messages
 
 T0 = 1_700_000_000_000_000_000
 

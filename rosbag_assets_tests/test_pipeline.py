@@ -14,12 +14,12 @@ import pytest
 from bagwriting import make_image, write_bag
 from conftest import REPO_ROOT, TFLITE_MODEL, shared
 
-from rosbag_assets.assets import drive_assets, extracted_frames, raw_bags
 from rosbag_assets.compute import ComputeTargets, LocalCompute
-from rosbag_assets.jobs import publish
-from rosbag_assets.jobs.storage import LocalStorage, storage_from_uri
-from rosbag_assets.partitions import drives
-from rosbag_assets.resources import DriveStorage
+from rosbag_assets.defs.drives import drive_assets, extracted_frames, raw_bags
+from rosbag_assets.defs.partitions import drives
+from rosbag_assets.defs.resources import DriveStorage
+from rosbag_assets.io import publish
+from rosbag_assets.io.storage import LocalStorage, storage_from_uri
 
 
 def materialize(
@@ -91,7 +91,7 @@ def test_unavailable_weights_fail_clearly_or_fall_back(
     monkeypatch.setenv("ROSBAG_ASSETS_WEIGHTS_CACHE", str(tmp_path / "empty-cache"))
     storage = DriveStorage(landing_root=str(small_sample_landing), output_root=str(tmp_path / "out"))
     assert materialize([raw_bags, extracted_frames], "sample", storage).success
-    from rosbag_assets.assets import object_labels
+    from rosbag_assets.defs.drives import object_labels
 
     failed = materialize(
         [object_labels], "sample", storage, config={"object_labels": {"config": {"allow_fallback": False}}}
@@ -127,7 +127,7 @@ def test_yolo_finds_the_bus_in_a_bag(tmp_path: Path) -> None:
         {"/cam": [(t0, make_image("ros1", "bgr8", h, w, w * 3, bus.tobytes(), stamp_ns=t0))]},
     )
     storage = DriveStorage(landing_root=str(tmp_path / "landing"), output_root=str(tmp_path / "out"))
-    from rosbag_assets.assets import object_labels
+    from rosbag_assets.defs.drives import object_labels
 
     result = materialize(
         [raw_bags, extracted_frames, object_labels],
@@ -199,9 +199,9 @@ def test_launchpad_config_offers_every_job_option() -> None:
     """What the README lists as asset configuration is settable from the UI, and nothing the jobs reject."""
     from dataclasses import fields
 
-    from rosbag_assets.assets import DetectConfig, ExtractConfig
-    from rosbag_assets.jobs.detection import DetectorConfig
-    from rosbag_assets.jobs.extract import ExtractOptions
+    from rosbag_assets.defs.drives import DetectConfig, ExtractConfig
+    from rosbag_assets.steps.extracted_frames import ExtractOptions
+    from rosbag_assets.vision.detection import DetectorConfig
 
     assert set(ExtractConfig.model_fields) == {f.name for f in fields(ExtractOptions)}
     ExtractOptions.from_dict(ExtractConfig().model_dump())

@@ -21,15 +21,15 @@ from conftest_aws import MotoEndpoint, _moto_server_process, moto_server  # noqa
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster_pipes import decode_param
 
-from rosbag_assets.assets import extracted_frames, raw_bags
 from rosbag_assets.compute import ComputeTargets, LocalCompute
-from rosbag_assets.jobs import publish
-from rosbag_assets.jobs.sample_drive import ROS2_BAG, write_sample_drive
-from rosbag_assets.jobs.storage import join_key, storage_from_uri
-from rosbag_assets.partitions import drives
-from rosbag_assets.pipes import PipesBatchClient, console_url
-from rosbag_assets.remote_batch import BatchCompute
-from rosbag_assets.resources import DriveStorage
+from rosbag_assets.compute.batch import BatchCompute
+from rosbag_assets.compute.batch_client import PipesBatchClient, console_url
+from rosbag_assets.defs.drives import extracted_frames, raw_bags
+from rosbag_assets.defs.partitions import drives
+from rosbag_assets.defs.resources import DriveStorage
+from rosbag_assets.demo.sample_drive import ROS2_BAG, write_sample_drive
+from rosbag_assets.io import publish
+from rosbag_assets.io.storage import join_key, storage_from_uri
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -146,7 +146,7 @@ def test_single_bag_drive_runs_plain_jobs_with_pipes(batch: Batch, tmp_path: Pat
     assert inventory["tags"]["dagster/run-id"] == result.run_id
     assert inventory["tags"]["dagster/partition"] == "single"
     assert inventory["tags"]["dagster/asset-key"] == "raw_bags"
-    assert inventory["containerOverrides"]["command"] == ["python", "-m", "rosbag_assets.jobs.entrypoint"]
+    assert inventory["containerOverrides"]["command"] == ["python", "-m", "rosbag_assets.steps.entrypoint"]
     assert "arrayProperties" not in extract  # one bag: Batch needs array size >= 2
     assert "DAGSTER_PIPES_CONTEXT" in _env(extract)
     assert all(job.exit_code == 0 for job in fake.jobs.values()) and len(fake.jobs) == 2

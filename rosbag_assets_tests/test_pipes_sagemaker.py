@@ -24,17 +24,17 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.pipes import utils as pipes_utils
 from moto.server import ThreadedMotoServer
 
-from rosbag_assets.assets import extracted_frames, lane_labels, raw_bags
 from rosbag_assets.compute import ComputeTargets, LocalCompute
-from rosbag_assets.jobs.sample_drive import write_sample_drive
-from rosbag_assets.pipes.sagemaker import (
+from rosbag_assets.compute.sagemaker import SageMakerCompute
+from rosbag_assets.compute.sagemaker_client import (
     JOB_NAME_RE,
     PipesSageMakerClient,
     call_with_backoff,
     sagemaker_job_name,
 )
-from rosbag_assets.remote_sagemaker import SageMakerCompute
-from rosbag_assets.resources import DriveStorage
+from rosbag_assets.defs.drives import extracted_frames, lane_labels, raw_bags
+from rosbag_assets.defs.resources import DriveStorage
+from rosbag_assets.demo.sample_drive import write_sample_drive
 
 REPO = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -252,11 +252,13 @@ def test_lane_labels_round_trip_through_sagemaker(
     if kind == "processing":
         assert request["AppSpecification"]["ContainerEntrypoint"][1:] == [
             "-m",
-            "rosbag_assets.jobs.entrypoint",
+            "rosbag_assets.steps.entrypoint",
         ]
         assert request["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.m5.xlarge"
     else:
-        assert request["AlgorithmSpecification"]["ContainerEntrypoint"][-1] == "rosbag_assets.jobs.entrypoint"
+        assert (
+            request["AlgorithmSpecification"]["ContainerEntrypoint"][-1] == "rosbag_assets.steps.entrypoint"
+        )
 
     # metadata and check results came back from the remote process through S3 messages
     mat = res.asset_materializations_for_node("lane_labels")[0]
@@ -324,7 +326,7 @@ def test_failure_raises_with_failure_reason(aws: str) -> None:
     fake = FakeSageMaker(aws)
     FakeSageMakerCompute.fake = fake
     bucket = _bucket(aws)
-    job = _job(aws, bucket, ["python", "-m", "rosbag_assets.jobs.entrypoint"])
+    job = _job(aws, bucket, ["python", "-m", "rosbag_assets.steps.entrypoint"])
     job["Environment"]["AWS_ENDPOINT_URL_S3"] = aws
     probe = _one_shot_asset({"bucket": bucket, "endpoint": aws, "job": job, "extras": {"job": "nope"}})
     res = dg.materialize([probe], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from rosbag_assets.jobs import sample_drive as sd
+from rosbag_assets.demo import sample_drive
 
 SECONDS, HZ, WIDTH, HEIGHT = 1.0, 10.0, 320, 180
 N_MESSAGES = round(SECONDS * HZ)
@@ -24,7 +24,9 @@ YOLO_MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "m
 @pytest.fixture(scope="module")
 def drive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     drive_dir = tmp_path_factory.mktemp("drive")
-    paths = sd.write_sample_drive(drive_dir, seconds=SECONDS, hz=HZ, width=WIDTH, height=HEIGHT, seed=0)
+    paths = sample_drive.write_sample_drive(
+        drive_dir, seconds=SECONDS, hz=HZ, width=WIDTH, height=HEIGHT, seed=0
+    )
     assert paths == [drive_dir / "front_ros1.bag", drive_dir / "front_ros2"]
     return drive_dir
 
@@ -65,27 +67,27 @@ def test_drive_holds_exactly_the_two_bags(drive: Path) -> None:
 def test_topics_types_and_counts(drive: Path, name: str) -> None:
     with AnyReader([drive / name]) as reader:
         found = {conn.topic: (conn.msgtype, conn.msgcount) for conn in reader.connections}
-    for topic in (sd.FRONT_TOPIC, sd.SIDE_TOPIC, sd.SPEED_TOPIC):
-        assert found[topic] == (sd.TOPICS[topic], N_MESSAGES)
-    assert found == {topic: (msgtype, N_MESSAGES) for topic, msgtype in sd.TOPICS.items()}
+    for topic in (sample_drive.FRONT_TOPIC, sample_drive.SIDE_TOPIC, sample_drive.SPEED_TOPIC):
+        assert found[topic] == (sample_drive.TOPICS[topic], N_MESSAGES)
+    assert found == {topic: (msgtype, N_MESSAGES) for topic, msgtype in sample_drive.TOPICS.items()}
 
 
 @pytest.mark.parametrize("name", ["front_ros1.bag", "front_ros2"])
 def test_raw_images_have_content_and_motion(bags: dict, name: str) -> None:
-    frames = [raw_image(msg) for _, msg in bags[name][sd.FRONT_TOPIC]]
+    frames = [raw_image(msg) for _, msg in bags[name][sample_drive.FRONT_TOPIC]]
     assert len(frames) == N_MESSAGES
     for frame in frames:
         assert frame.shape == (HEIGHT, WIDTH, 3)
         assert frame.std() > 20.0
     for prev, curr in itertools.pairwise(frames):
         assert np.abs(prev.astype(np.int16) - curr.astype(np.int16)).mean() > 0.5
-    assert {msg.header.frame_id for _, msg in bags[name][sd.FRONT_TOPIC]} == {"camera_front"}
+    assert {msg.header.frame_id for _, msg in bags[name][sample_drive.FRONT_TOPIC]} == {"camera_front"}
 
 
 @pytest.mark.parametrize("name", ["front_ros1.bag", "front_ros2"])
 def test_compressed_topic_is_decodable_jpeg(bags: dict, name: str) -> None:
     frames = []
-    for _, msg in bags[name][sd.SIDE_TOPIC]:
+    for _, msg in bags[name][sample_drive.SIDE_TOPIC]:
         assert msg.format == "jpeg"
         frame = cv2.imdecode(np.asarray(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
         assert frame is not None
@@ -97,10 +99,10 @@ def test_compressed_topic_is_decodable_jpeg(bags: dict, name: str) -> None:
 
 @pytest.mark.parametrize("name", ["front_ros1.bag", "front_ros2"])
 def test_stamps_start_at_epoch_and_step_by_period(bags: dict, name: str) -> None:
-    for topic in sd.TOPICS:
+    for topic in sample_drive.TOPICS:
         records = bags[name][topic]
         stamps = np.array([stamp_ns(msg) for _, msg in records], dtype=np.int64)
-        assert stamps[0] == sd.EPOCH_NS
+        assert stamps[0] == sample_drive.EPOCH_NS
         assert np.all(np.abs(np.diff(stamps) - PERIOD_NS) <= 1)
         latency = np.array([log_ns for log_ns, _ in records], dtype=np.int64) - stamps
         assert np.all(latency >= 0)
@@ -109,26 +111,26 @@ def test_stamps_start_at_epoch_and_step_by_period(bags: dict, name: str) -> None
 
 def test_ros1_and_ros2_hold_the_same_drive(bags: dict) -> None:
     ros1, ros2 = bags["front_ros1.bag"], bags["front_ros2"]
-    for topic in sd.TOPICS:
+    for topic in sample_drive.TOPICS:
         assert [stamp_ns(m) for _, m in ros1[topic]] == [stamp_ns(m) for _, m in ros2[topic]]
         assert [t for t, _ in ros1[topic]] == [t for t, _ in ros2[topic]]
-    for (_, a), (_, b) in zip(ros1[sd.FRONT_TOPIC], ros2[sd.FRONT_TOPIC], strict=True):
+    for (_, a), (_, b) in zip(ros1[sample_drive.FRONT_TOPIC], ros2[sample_drive.FRONT_TOPIC], strict=True):
         assert np.array_equal(raw_image(a), raw_image(b))
-    speeds = [m.twist.linear.x for _, m in ros2[sd.SPEED_TOPIC]]
-    assert speeds == [m.twist.linear.x for _, m in ros1[sd.SPEED_TOPIC]]
+    speeds = [m.twist.linear.x for _, m in ros2[sample_drive.SPEED_TOPIC]]
+    assert speeds == [m.twist.linear.x for _, m in ros1[sample_drive.SPEED_TOPIC]]
     assert all(5.0 < v < 12.0 for v in speeds)
 
 
 def test_rendering_is_deterministic_per_seed() -> None:
-    a = sd.render_frames(0.5, sd.build_scene(0), WIDTH, HEIGHT)
-    b = sd.render_frames(0.5, sd.build_scene(0), WIDTH, HEIGHT)
-    c = sd.render_frames(0.5, sd.build_scene(1), WIDTH, HEIGHT)
+    a = sample_drive.render_frames(0.5, sample_drive.build_scene(0), WIDTH, HEIGHT)
+    b = sample_drive.render_frames(0.5, sample_drive.build_scene(0), WIDTH, HEIGHT)
+    c = sample_drive.render_frames(0.5, sample_drive.build_scene(1), WIDTH, HEIGHT)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[0], c[0])
 
 
 def test_front_view_has_lane_paint_and_road() -> None:
-    front, _ = sd.render_frames(0.0, sd.build_scene(0), 960, 540)
+    front, _ = sample_drive.render_frames(0.0, sample_drive.build_scene(0), 960, 540)
     bottom = front[int(540 * 0.8) :, : 960 // 2]  # lower-left: asphalt and the solid left edge line
     gray = cv2.cvtColor(bottom, cv2.COLOR_BGR2GRAY)
     assert (gray > 200).mean() > 0.01  # white paint
@@ -139,26 +141,26 @@ def test_front_view_has_lane_paint_and_road() -> None:
 
 def test_rewrite_replaces_bags_and_leaves_no_temporaries(tmp_path: Path) -> None:
     kwargs: dict[str, Any] = {"seconds": 0.3, "hz": 10.0, "width": 96, "height": 64}
-    first = sd.write_sample_drive(tmp_path, **kwargs)
-    second = sd.write_sample_drive(tmp_path, **kwargs, seed=3)
+    first = sample_drive.write_sample_drive(tmp_path, **kwargs)
+    second = sample_drive.write_sample_drive(tmp_path, **kwargs, seed=3)
     assert first == second
     assert sorted(p.name for p in tmp_path.iterdir()) == ["front_ros1.bag", "front_ros2"]
     with AnyReader([second[1]]) as reader:
-        assert sum(conn.msgcount for conn in reader.connections) == 3 * len(sd.TOPICS)
+        assert sum(conn.msgcount for conn in reader.connections) == 3 * len(sample_drive.TOPICS)
 
 
 def test_invalid_arguments_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        sd.write_sample_drive(tmp_path, seconds=0.0)
+        sample_drive.write_sample_drive(tmp_path, seconds=0.0)
     with pytest.raises(ValueError):
-        sd.write_sample_drive(tmp_path, width=8)
+        sample_drive.write_sample_drive(tmp_path, width=8)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_prints_written_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "cli_drive"
     args = [str(out_dir), "--seconds", "0.2", "--hz", "10", "--width", "96", "--height", "64"]
-    assert sd.main(args) == 0
+    assert sample_drive.main(args) == 0
     printed = capsys.readouterr().out.split()
     assert printed == [str(out_dir / "front_ros1.bag"), str(out_dir / "front_ros2")]
     assert all(Path(p).exists() for p in printed)
@@ -176,7 +178,7 @@ def test_yolo_finds_bus_and_people(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     from ultralytics import YOLO
 
     model = YOLO(str(YOLO_MODEL), task="detect")
-    front, side = sd.render_frames(2.0, sd.build_scene(0), 960, 540)
+    front, side = sample_drive.render_frames(2.0, sample_drive.build_scene(0), 960, 540)
     found = []
     for frame in (front, side):
         result = model.predict(frame, imgsz=640, conf=0.4, verbose=False)[0]

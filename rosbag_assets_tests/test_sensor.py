@@ -7,10 +7,10 @@ from pathlib import Path
 import dagster as dg
 from conftest import shared
 
-from rosbag_assets.definitions import defs
-from rosbag_assets.partitions import drives
-from rosbag_assets.resources import DriveStorage
-from rosbag_assets.sensors import drive_discovery_sensor
+from rosbag_assets.defs.definitions import defs
+from rosbag_assets.defs.partitions import drives
+from rosbag_assets.defs.resources import DriveStorage
+from rosbag_assets.defs.sensors import drive_discovery_sensor
 
 
 def tick(instance: dg.DagsterInstance, storage: DriveStorage, cursor: str | None) -> dg.SensorResult:

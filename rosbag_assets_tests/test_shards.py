@@ -13,11 +13,12 @@ import pytest
 from bagwriting import make_compressed_image, make_image, write_bag
 from PIL import Image
 
-from rosbag_assets.jobs import frames, images, publish
-from rosbag_assets.jobs.extract import run_extract
-from rosbag_assets.jobs.inventory import run_inventory
-from rosbag_assets.jobs.shards import TarShards, member_header
-from rosbag_assets.jobs.storage import LocalStorage
+from rosbag_assets.io import frames, publish
+from rosbag_assets.io.shards import TarShards, member_header
+from rosbag_assets.io.storage import LocalStorage
+from rosbag_assets.steps.extracted_frames import run_extract
+from rosbag_assets.steps.raw_bags import run_inventory
+from rosbag_assets.vision import images
 
 T0 = 1_700_000_000_000_000_000
 
@@ -225,7 +226,7 @@ def test_bags_in_parallel_processes_equal_one_at_a_time(tmp_path: Path) -> None:
 def test_s3_storage_pickles_without_its_client() -> None:
     import pickle
 
-    from rosbag_assets.jobs.storage import S3Storage
+    from rosbag_assets.io.storage import S3Storage
 
     storage = S3Storage("bucket", "pre/fix", endpoint_url="http://127.0.0.1:9")
     copy = pickle.loads(pickle.dumps(storage))
@@ -234,7 +235,7 @@ def test_s3_storage_pickles_without_its_client() -> None:
 
 
 def test_load_frame_from_an_index_row_locally_and_on_s3(tmp_path: Path, moto_server) -> None:
-    from rosbag_assets.jobs.storage import storage_from_uri
+    from rosbag_assets.io.storage import storage_from_uri
 
     drive = _drive(tmp_path)
     _, index = _extract(drive, tmp_path / "out", {"topics": ["/front/image_raw"], "image_format": "png"})
@@ -275,7 +276,7 @@ def test_a_shard_that_fails_to_complete_fails_the_close() -> None:
 
 
 def test_bags_run_in_parallel_only_when_asked_or_big_enough(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rosbag_assets.jobs import extract
+    from rosbag_assets.steps import extracted_frames as extract
 
     monkeypatch.setattr(extract.os, "cpu_count", lambda: 16)
     gb = 1_000_000_000

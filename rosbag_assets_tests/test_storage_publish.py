@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from rosbag_assets.jobs import publish
-from rosbag_assets.jobs.storage import LocalStorage, S3Storage, local_files, storage_from_uri
+from rosbag_assets.io import publish
+from rosbag_assets.io.storage import LocalStorage, S3Storage, local_files, storage_from_uri
 
 
 @pytest.fixture(params=["local", "s3"])

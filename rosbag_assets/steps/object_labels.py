@@ -9,14 +9,14 @@ from typing import Any
 
 import pandas as pd
 
-from rosbag_assets.jobs import frames as fr
-from rosbag_assets.jobs import preview, publish
-from rosbag_assets.jobs import result as r
-from rosbag_assets.jobs.detection import DetectorConfig, load_detector
-from rosbag_assets.jobs.storage import Storage, join_key
+from rosbag_assets.io import frames, publish
+from rosbag_assets.io.storage import Storage, join_key
+from rosbag_assets.steps import report
+from rosbag_assets.vision import preview
+from rosbag_assets.vision.detection import DetectorConfig, load_detector
 
 LABEL_COLUMNS = [
-    *fr.FRAME_REF_COLUMNS,
+    *frames.FRAME_REF_COLUMNS,
     "class_id",
     "class_name",
     "confidence",
@@ -53,15 +53,15 @@ def run_detect(
     output: Storage,
     options: dict[str, Any] | None = None,
     run_id: str | None = None,
-    log: r.JobLog | None = None,
+    log: report.JobLog | None = None,
     s3_client: Any = None,
-) -> r.JobResult:
+) -> report.JobResult:
     """Detect objects on every colour frame of the drive and publish ``<drive>/object_labels``."""
-    log = log or r.default_log()
+    log = log or report.default_log()
     config, own = detector_config(dict(options or {}))
     t0 = time.perf_counter()
-    version, index = fr.committed_frames(output, drive)
-    chosen = fr.select_frames(index, own.get("topics"), own.get("max_frames"))
+    version, index = frames.committed_frames(output, drive)
+    chosen = frames.select_frames(index, own.get("topics"), own.get("max_frames"))
     detector = load_detector(config, s3_client=s3_client, log=log.warning)
     if detector.fallback_reason:
         log.warning(f"object_labels for {drive} use {detector.model_name}: {detector.fallback_reason}")
@@ -72,7 +72,7 @@ def run_detect(
     rng = random.Random(0)
     t_detect = time.perf_counter()
     seen = 0
-    for batch in fr.iter_batches(output, version, chosen, config.batch_size, own.get("workers", 0)):
+    for batch in frames.iter_batches(output, version, chosen, config.batch_size, own.get("workers", 0)):
         results = detector.detect_batch([img for _, img in batch])
         for (row, img), dets in zip(batch, results, strict=True):
             h, w = img.shape[:2]
@@ -111,29 +111,31 @@ def run_detect(
 
     counts = labels.groupby("class_name").size().sort_values(ascending=False) if len(labels) else pd.Series()
     metadata = {
-        "frames": r.integer(len(chosen)),
-        "labels": r.integer(len(labels)),
-        "frames_with_labels": r.integer(labels["frame_key"].nunique() if len(labels) else 0),
-        "labels_per_class": r.table(
+        "frames": report.integer(len(chosen)),
+        "labels": report.integer(len(labels)),
+        "frames_with_labels": report.integer(labels["frame_key"].nunique() if len(labels) else 0),
+        "labels_per_class": report.table(
             [{"class": k, "count": int(v)} for k, v in counts.items()],
             [("class", "string"), ("count", "int")],
         ),
-        "model": r.text(detector.model_name),
-        "weights": r.text(detector.weights_uri),
-        "weights_sha256": r.text(detector.weights_sha256 or ""),
-        "device": r.text(getattr(detector, "device", "cpu")),
-        "runtime": r.text(getattr(detector, "runtime", "opencv")),
-        "frames_per_s": r.number(len(chosen) / detect_s if detect_s else 0.0),
-        "elapsed_s": r.number(time.perf_counter() - t0),
-        "labels_uri": r.uri_value(staging.uri("labels.parquet")),
-        "preview_uri": r.uri_value(staging.uri("preview.jpg")),
-        "preview": r.md(preview.markdown_image(sheet, f"{drive} object labels")),
-        "frames_version": r.text(version.version),
+        "model": report.text(detector.model_name),
+        "weights": report.text(detector.weights_uri),
+        "weights_sha256": report.text(detector.weights_sha256 or ""),
+        "device": report.text(getattr(detector, "device", "cpu")),
+        "runtime": report.text(getattr(detector, "runtime", "opencv")),
+        "frames_per_s": report.number(len(chosen) / detect_s if detect_s else 0.0),
+        "elapsed_s": report.number(time.perf_counter() - t0),
+        "labels_uri": report.uri_value(staging.uri("labels.parquet")),
+        "preview_uri": report.uri_value(staging.uri("preview.jpg")),
+        "preview": report.md(preview.markdown_image(sheet, f"{drive} object labels")),
+        "frames_version": report.text(version.version),
     }
     if detector.fallback_reason:
-        metadata["fallback_reason"] = r.md(f"**Configured weights unavailable.** {detector.fallback_reason}")
+        metadata["fallback_reason"] = report.md(
+            f"**Configured weights unavailable.** {detector.fallback_reason}"
+        )
     checks = label_checks(output, version, index, labels)
-    return r.JobResult(
+    return report.JobResult(
         metadata=metadata, checks=checks, data_version=_labels_version(labels, detector.model_name)
     )
 
@@ -144,7 +146,7 @@ def label_checks(
     index: pd.DataFrame,
     labels: pd.DataFrame,
     sample_files: int = 200,
-) -> list[r.CheckOutcome]:
+) -> list[report.CheckOutcome]:
     """Every label points at a frame of the committed index that exists; every box lies inside its image.
 
     Existence is probed on the stored objects that hold the labelled frames (their shards, or the frame
@@ -166,21 +168,21 @@ def label_checks(
         | (labels["y2"] < labels["y1"])
     ]
     return [
-        r.CheckOutcome(
+        report.CheckOutcome(
             "labels_point_at_frames",
             passed=not dangling and not missing,
             description="every label row names a frame of the committed extraction whose file exists",
             metadata={
-                "dangling": r.json_value(dangling[:20]),
-                "missing_files": r.json_value(missing[:20]),
-                "files_probed": r.integer(len(probe)),
+                "dangling": report.json_value(dangling[:20]),
+                "missing_files": report.json_value(missing[:20]),
+                "files_probed": report.integer(len(probe)),
             },
         ),
-        r.CheckOutcome(
+        report.CheckOutcome(
             "boxes_inside_image",
             passed=outside.empty,
             description="every box lies inside its image",
-            metadata={"outside": r.integer(len(outside))},
+            metadata={"outside": report.integer(len(outside))},
         ),
     ]
 

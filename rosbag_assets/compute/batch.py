@@ -1,6 +1,6 @@
 """`BatchCompute`: the AWS Batch compute target. Same ``run(context, params)`` as `LocalCompute`.
 
-Each asset's job runs ``python -m rosbag_assets.jobs.entrypoint`` in a container of the configured job
+Each asset's job runs ``python -m rosbag_assets.steps.entrypoint`` in a container of the configured job
 definition; ``per_asset`` picks another queue/definition per asset (GPU queue for ``object_labels``, Spot
 CPU for ``extracted_frames``, Fargate for ``raw_bags``). With ``array_per_bag`` the extract job fans out as
 an array job, one child per readable bag of the committed ``raw_bags`` inventory, all writing into one
@@ -16,13 +16,13 @@ import boto3
 import dagster as dg
 from pydantic import BaseModel, Field
 
-from rosbag_assets.jobs import publish
-from rosbag_assets.jobs.entrypoint import run_job
-from rosbag_assets.jobs.storage import join_key, storage_from_uri
-from rosbag_assets.pipes.batch import PipesBatchClient, job_name, retry_strategy
-from rosbag_assets.resources import ContextLog, result_to_dagster
+from rosbag_assets.compute.batch_client import PipesBatchClient, job_name, retry_strategy
+from rosbag_assets.defs.resources import ContextLog, result_to_dagster
+from rosbag_assets.io import publish
+from rosbag_assets.io.storage import join_key, storage_from_uri
+from rosbag_assets.steps.entrypoint import run_job
 
-BATCH_COMMAND = ["python", "-m", "rosbag_assets.jobs.entrypoint"]
+BATCH_COMMAND = ["python", "-m", "rosbag_assets.steps.entrypoint"]
 RunOutput = dg.MaterializeResult | Sequence[dg.MaterializeResult | dg.AssetCheckResult]
 
 

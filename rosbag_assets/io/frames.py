@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from rosbag_assets.jobs import publish
-from rosbag_assets.jobs.storage import Storage, join_key
+from rosbag_assets.io import publish
+from rosbag_assets.io.storage import Storage, join_key
 
 # Frames a colour detector can look at; depth and 16-bit frames are left out.
 LABELLABLE_FORMATS = {"jpg", "png"}
@@ -54,7 +54,7 @@ def read_indexed_bytes(row: dict[str, Any], *, endpoint_url: str | None = None) 
 
     For notebooks and scripts: a local path or an ``s3://`` URI, no Dagster and no storage set-up.
     """
-    from rosbag_assets.jobs.storage import storage_from_uri
+    from rosbag_assets.io.storage import storage_from_uri
 
     folder, _, name = str(row["path"]).rpartition("/")
     storage = storage_from_uri(folder, endpoint_url=endpoint_url)

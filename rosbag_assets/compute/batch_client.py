@@ -26,7 +26,7 @@ from dagster._core.pipes.client import PipesClientCompletedInvocation, PipesCont
 from dagster._core.pipes.utils import PipesEnvContextInjector, open_pipes_session
 from dagster_aws.pipes import PipesS3ContextInjector, PipesS3MessageReader
 
-from rosbag_assets.pipes.cloudwatch import BATCH_LOG_GROUP, CloudWatchTail, PipesBatchLogsMessageReader
+from rosbag_assets.compute.cloudwatch import BATCH_LOG_GROUP, CloudWatchTail, PipesBatchLogsMessageReader
 
 TERMINAL = ("SUCCEEDED", "FAILED")
 NOT_STARTED = ("SUBMITTED", "PENDING", "RUNNABLE")

@@ -4,7 +4,7 @@ The front camera shows a perspective road (asphalt, horizon, solid left edge lin
 markings) with real photos pasted on it (the bus and people from Ultralytics' ``bus.jpg``, people from
 ``zidane.jpg``), so frame extraction, a COCO detector and a lane detector all have something to find.
 
-Usage: ``python -m rosbag_assets.jobs.sample_drive OUT_DIR [--seconds S] [--hz H]``
+Usage: ``python -m rosbag_assets.demo.sample_drive OUT_DIR [--seconds S] [--hz H]``
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rosbag_assets.jobs.storage import FileInfo, Storage, storage_from_uri
+from rosbag_assets.io.storage import FileInfo, Storage, storage_from_uri
 
 DRIVE_NAME_MAX = 128
 _DRIVE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")

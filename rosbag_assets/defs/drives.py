@@ -6,8 +6,8 @@ import dagster as dg
 from pydantic import Field
 
 from rosbag_assets.compute import ComputeTargets
-from rosbag_assets.partitions import drives
-from rosbag_assets.resources import DriveStorage
+from rosbag_assets.defs.partitions import drives
+from rosbag_assets.defs.resources import DriveStorage
 
 RETRY = dg.RetryPolicy(max_retries=1, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 GROUP = "drives"

@@ -13,13 +13,13 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from rosbag_assets.assets import drive_assets
 from rosbag_assets.compute import ComputeTargets, LocalCompute
-from rosbag_assets.jobs import publish
-from rosbag_assets.jobs.sample_drive import write_sample_drive
-from rosbag_assets.jobs.storage import LocalStorage, join_key
-from rosbag_assets.partitions import drives
-from rosbag_assets.resources import DriveStorage
+from rosbag_assets.defs.drives import drive_assets
+from rosbag_assets.defs.partitions import drives
+from rosbag_assets.defs.resources import DriveStorage
+from rosbag_assets.demo.sample_drive import write_sample_drive
+from rosbag_assets.io import publish
+from rosbag_assets.io.storage import LocalStorage, join_key
 
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from rosbag_assets.jobs.storage import Storage, join_key
+from rosbag_assets.io.storage import Storage, join_key
 
 POINTER = "CURRENT.json"
 KEEP_VERSIONS = 2

@@ -5,9 +5,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from rosbag_assets.pipes.k8s import k8s_client
+from rosbag_assets.compute.k8s_client import k8s_client
 
-CONTAINER_COMMAND = ["python", "-m", "rosbag_assets.jobs.entrypoint"]
+CONTAINER_COMMAND = ["python", "-m", "rosbag_assets.steps.entrypoint"]
 GPU_ASSETS = ("object_labels", "lane_labels")
 
 

@@ -4,10 +4,10 @@ import json
 
 import dagster as dg
 
-from rosbag_assets.assets import process_drive
-from rosbag_assets.jobs.drives import scan_drive, scan_landing_root
-from rosbag_assets.partitions import drives
-from rosbag_assets.resources import DriveStorage
+from rosbag_assets.defs.drives import process_drive
+from rosbag_assets.defs.partitions import drives
+from rosbag_assets.defs.resources import DriveStorage
+from rosbag_assets.io.drives import scan_drive, scan_landing_root
 
 
 def discover(storage: DriveStorage) -> tuple[dict[str, str], list[str]]:
@@ -18,7 +18,7 @@ def discover(storage: DriveStorage) -> tuple[dict[str, str], list[str]]:
     if landing is not None:
         found, rejected = scan_landing_root(landing)
     if storage.drives_file:
-        from rosbag_assets.jobs.drives import drives_from_seed
+        from rosbag_assets.io.drives import drives_from_seed
 
         for name, location in drives_from_seed(storage.drives_file).items():
             fingerprint = scan_drive(location, endpoint_url=storage.s3_endpoint_url)

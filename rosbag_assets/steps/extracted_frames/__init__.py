@@ -30,13 +30,14 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from rosbag_assets.jobs import images, publish, runtime
-from rosbag_assets.jobs import result as r
-from rosbag_assets.jobs.bagio import BagReadError, bag_uri, describe_error, open_bag
-from rosbag_assets.jobs.drives import BagRef
-from rosbag_assets.jobs.mapped import mapped_messages
-from rosbag_assets.jobs.shards import TarShards
-from rosbag_assets.jobs.storage import FileInfo, Storage, join_key
+from rosbag_assets.io import publish
+from rosbag_assets.io.bags import BagReadError, bag_uri, describe_error, open_bag
+from rosbag_assets.io.drives import BagRef
+from rosbag_assets.io.mapped import mapped_messages
+from rosbag_assets.io.shards import TarShards
+from rosbag_assets.io.storage import FileInfo, Storage, join_key
+from rosbag_assets.steps import report, runtime
+from rosbag_assets.vision import images
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -319,7 +320,13 @@ def select_connections(reader: Any, topics: list[str] | None) -> list[Any]:
 
 
 def extract_bag(
-    *, drive: str, source: Storage, bag: BagRef, staging: publish.Staging, opts: ExtractOptions, log: r.JobLog
+    *,
+    drive: str,
+    source: Storage,
+    bag: BagRef,
+    staging: publish.Staging,
+    opts: ExtractOptions,
+    log: report.JobLog,
 ) -> BagExtraction:
     """Stream one bag once, writing every selected frame into `staging`; return its index rows."""
     out = BagExtraction(bag.name)
@@ -509,7 +516,7 @@ def _extract_in_processes(
     staging: publish.Staging,
     opts: ExtractOptions,
     parallel: int,
-    log: r.JobLog,
+    log: report.JobLog,
 ) -> None:
     """Extract `parallel` bags at a time, one process each (reading and parsing are Python, one core each).
 
@@ -544,7 +551,7 @@ def write_part(staging: publish.Staging, bag: BagRef, extraction: BagExtraction)
     buf = io.BytesIO()
     frame.to_parquet(buf, index=False)
     staging.write_bytes(_part_key(bag), buf.getvalue())
-    report = {
+    bag_report = {
         "bag": extraction.bag,
         "skipped_rate": extraction.skipped_rate,
         "skipped_window": extraction.skipped_window,
@@ -553,7 +560,7 @@ def write_part(staging: publish.Staging, bag: BagRef, extraction: BagExtraction)
         "seconds": extraction.seconds,
     }
 
-    staging.write_bytes(f"index/part-{bag.slug}.json", json.dumps(report).encode())
+    staging.write_bytes(f"index/part-{bag.slug}.json", json.dumps(bag_report).encode())
 
 
 def bags_from_inventory(manifest: dict[str, Any]) -> list[BagRef]:
@@ -571,9 +578,9 @@ def finalize_extract(
     staging: publish.Staging,
     bags: list[BagRef],
     opts: ExtractOptions,
-    log: r.JobLog,
+    log: report.JobLog,
     elapsed_s: float | None = None,
-) -> r.JobResult:
+) -> report.JobResult:
     """Merge per-bag parts into ``index.parquet``, evaluate checks and commit the version."""
 
     frames, reports = [], []
@@ -630,11 +637,11 @@ def finalize_extract(
     log.info(f"committed {len(index)} frames to {uri}")
     total_bytes = int(index["bytes"].sum()) if len(index) else 0
     metadata = {
-        "frames": r.integer(len(index)),
-        "bytes": r.integer(total_bytes),
-        "topics": r.integer(len(per_topic_rows)),
-        "bags": r.integer(len(bags)),
-        "frames_per_topic": r.table(
+        "frames": report.integer(len(index)),
+        "bytes": report.integer(total_bytes),
+        "topics": report.integer(len(per_topic_rows)),
+        "bags": report.integer(len(bags)),
+        "frames_per_topic": report.table(
             per_topic_rows,
             [
                 ("topic", "string"),
@@ -644,38 +651,38 @@ def finalize_extract(
                 ("size", "string"),
             ],
         ),
-        "skipped_by_rate": r.integer(sum(rep["skipped_rate"] for rep in reports)),
-        "skipped_by_window": r.integer(sum(rep["skipped_window"] for rep in reports)),
-        "index": r.uri_value(staging.uri("index.parquet")),
-        "frames_root": r.uri_value(uri),
-        "layout": r.text(opts.layout),
-        "stored_objects": r.integer(int(index["data_key"].nunique()) if len(index) else 0),
-        "options": r.json_value(asdict(opts)),
+        "skipped_by_rate": report.integer(sum(rep["skipped_rate"] for rep in reports)),
+        "skipped_by_window": report.integer(sum(rep["skipped_window"] for rep in reports)),
+        "index": report.uri_value(staging.uri("index.parquet")),
+        "frames_root": report.uri_value(uri),
+        "layout": report.text(opts.layout),
+        "stored_objects": report.integer(int(index["data_key"].nunique()) if len(index) else 0),
+        "options": report.json_value(asdict(opts)),
     }
     if elapsed_s is not None:
-        metadata["elapsed_s"] = r.number(elapsed_s)
-        metadata["frames_per_s"] = r.number(len(index) / elapsed_s if elapsed_s else 0.0)
+        metadata["elapsed_s"] = report.number(elapsed_s)
+        metadata["frames_per_s"] = report.number(len(index) / elapsed_s if elapsed_s else 0.0)
     if errors:
-        metadata["problems"] = r.md("\n".join(f"- {e}" for e in errors))
+        metadata["problems"] = report.md("\n".join(f"- {e}" for e in errors))
     checks = [
-        r.CheckOutcome(
+        report.CheckOutcome(
             "every_image_topic_has_frames",
             passed=not silent,
             description="every image topic with messages produced at least one frame",
             metadata={
-                "topics_without_frames": r.json_value(sorted(set(silent))),
-                "empty_topics": r.json_value(empty),
+                "topics_without_frames": report.json_value(sorted(set(silent))),
+                "empty_topics": report.json_value(empty),
             },
         ),
-        r.CheckOutcome(
+        report.CheckOutcome(
             "no_extraction_errors",
             passed=not errors,
             severity="WARN",
             description="no bag or topic failed to read or decode",
-            metadata={"errors": r.json_value(errors)},
+            metadata={"errors": report.json_value(errors)},
         ),
     ]
-    return r.JobResult(metadata=metadata, checks=checks, data_version=_index_version(index))
+    return report.JobResult(metadata=metadata, checks=checks, data_version=_index_version(index))
 
 
 def _index_version(index: pd.DataFrame) -> str:
@@ -697,14 +704,14 @@ def run_extract(
     version: str | None = None,
     bag_names: list[str] | None = None,
     commit: bool = True,
-    log: r.JobLog | None = None,
-) -> r.JobResult:
+    log: report.JobLog | None = None,
+) -> report.JobResult:
     """Extract frames of the drive's readable bags (or only `bag_names`), then commit unless told not to.
 
     With ``commit=False`` and a shared `version`, several workers (e.g. one Batch array child per bag) can
     each write their bag's part; a final call with ``bag_names=[]`` and ``commit=True`` merges and commits.
     """
-    log = log or r.default_log()
+    log = log or report.default_log()
     opts = ExtractOptions.from_dict(options)
     runtime.tune_allocator()  # also for in-process runs that skip the entry point
     t0 = time.perf_counter()
@@ -732,8 +739,8 @@ def run_extract(
     else:
         _extract_in_processes(drive, source, todo, staging, opts, parallel, log)
     if not commit:
-        return r.JobResult(
-            metadata={"bags_extracted": r.integer(len(todo)), "version": r.text(staging.version)}
+        return report.JobResult(
+            metadata={"bags_extracted": report.integer(len(todo)), "version": report.text(staging.version)}
         )
     return finalize_extract(
         drive=drive, staging=staging, bags=bags, opts=opts, log=log, elapsed_s=time.perf_counter() - t0

@@ -1,4 +1,4 @@
-"""The one entry point every compute target runs: ``python -m rosbag_assets.jobs.entrypoint``.
+"""The one entry point every compute target runs: ``python -m rosbag_assets.steps.entrypoint``.
 
 Launched by Dagster (in a subprocess, a Batch/SageMaker job or a K8s pod) it speaks dagster-pipes: the job
 name and parameters come from the Pipes context's extras, logs/metadata/check results go back as Pipes
@@ -21,15 +21,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rosbag_assets.jobs import result as r
-from rosbag_assets.jobs.drives import validate_drive_name
-from rosbag_assets.jobs.runtime import configure_runtime
-from rosbag_assets.jobs.storage import storage_from_uri
+from rosbag_assets.io.drives import validate_drive_name
+from rosbag_assets.io.storage import storage_from_uri
+from rosbag_assets.steps import report
+from rosbag_assets.steps.runtime import configure_runtime
 
 JOBS = ("inventory", "extract", "detect", "lanes")
 
 
-def run_job(params: Mapping[str, Any], log: r.JobLog | None = None) -> r.JobResult:
+def run_job(params: Mapping[str, Any], log: report.JobLog | None = None) -> report.JobResult:
     """Dispatch one job by name with plain parameters (no Dagster involved)."""
     configure_runtime()
     job = params.get("job")
@@ -40,14 +40,14 @@ def run_job(params: Mapping[str, Any], log: r.JobLog | None = None) -> r.JobResu
     output = storage_from_uri(params["output"], endpoint_url=endpoint)
     options = params.get("options") or {}
     run_id = params.get("run_id")
-    log = log or r.default_log()
+    log = log or report.default_log()
     if job == "inventory":
-        from rosbag_assets.jobs.inventory import run_inventory
+        from rosbag_assets.steps.raw_bags import run_inventory
 
         source = storage_from_uri(params["source"], endpoint_url=endpoint)
         return run_inventory(drive=drive, source=source, output=output, run_id=run_id, log=log)
     if job == "extract":
-        from rosbag_assets.jobs.extract import run_extract
+        from rosbag_assets.steps.extracted_frames import run_extract
 
         source = storage_from_uri(params["source"], endpoint_url=endpoint)
         return run_extract(
@@ -62,15 +62,15 @@ def run_job(params: Mapping[str, Any], log: r.JobLog | None = None) -> r.JobResu
             commit=params.get("commit", True),
         )
     if job == "detect":
-        from rosbag_assets.jobs.label_objects import run_detect
+        from rosbag_assets.steps.object_labels import run_detect
 
         return run_detect(drive=drive, output=output, options=options, run_id=run_id, log=log)
-    from rosbag_assets.jobs.label_lanes import run_lanes
+    from rosbag_assets.steps.lane_labels import run_lanes
 
     return run_lanes(drive=drive, output=output, options=options, run_id=run_id, log=log)
 
 
-def report_to_pipes(pipes: Any, result: r.JobResult) -> None:
+def report_to_pipes(pipes: Any, result: report.JobResult) -> None:
     """Send a JobResult over an open dagster-pipes context."""
     pipes.report_asset_materialization(metadata=result.metadata, data_version=result.data_version)
     for check in result.checks:
@@ -78,7 +78,7 @@ def report_to_pipes(pipes: Any, result: r.JobResult) -> None:
             check_name=check.name,
             passed=check.passed,
             severity=check.severity,
-            metadata={"description": r.text(check.description), **check.metadata},
+            metadata={"description": report.text(check.description), **check.metadata},
         )
 
 

@@ -17,9 +17,9 @@ import boto3
 import dagster as dg
 from pydantic import Field
 
-from rosbag_assets.pipes.sagemaker import PipesSageMakerClient, sagemaker_job_name
+from rosbag_assets.compute.sagemaker_client import PipesSageMakerClient, sagemaker_job_name
 
-CONTAINER_ENTRYPOINT = ["python", "-m", "rosbag_assets.jobs.entrypoint"]
+CONTAINER_ENTRYPOINT = ["python", "-m", "rosbag_assets.steps.entrypoint"]
 PARAMS_DIR = "/opt/ml/processing/input/params"
 SCRATCH_DIR = "/opt/ml/processing/output"
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from rosbag_assets.jobs.weights import (
+from rosbag_assets.vision.weights import (
     WeightsUnavailableError,
     default_cache_dir,
     resolve_weights,

@@ -9,8 +9,8 @@ from pathlib import Path
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
-from rosbag_assets.jobs.drives import BagRef
-from rosbag_assets.jobs.storage import Storage, local_files
+from rosbag_assets.io.drives import BagRef
+from rosbag_assets.io.storage import Storage, local_files
 
 # ROS1 bags carry their message definitions; ROS2 bags without them fall back to this store.
 DEFAULT_TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)

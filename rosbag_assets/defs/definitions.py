@@ -9,11 +9,11 @@ import os
 
 import dagster as dg
 
-from rosbag_assets.assets import drive_assets, process_drive
 from rosbag_assets.compute import ComputeTargets, LocalCompute
-from rosbag_assets.remote_batch import BatchCompute
-from rosbag_assets.resources import DriveStorage
-from rosbag_assets.sensors import drive_discovery_sensor
+from rosbag_assets.compute.batch import BatchCompute
+from rosbag_assets.defs.drives import drive_assets, process_drive
+from rosbag_assets.defs.resources import DriveStorage
+from rosbag_assets.defs.sensors import drive_discovery_sensor
 
 
 def storage_from_env() -> DriveStorage:

@@ -6,14 +6,14 @@ import dagster as dg
 from dagster._core.definitions.metadata.external_metadata import metadata_map_from_external
 from pydantic import Field
 
-from rosbag_assets.jobs import result as r
-from rosbag_assets.jobs.drives import (
+from rosbag_assets.io.drives import (
     DriveLocation,
     drives_from_seed,
     drives_in_landing_root,
     validate_drive_name,
 )
-from rosbag_assets.jobs.storage import Storage, storage_from_uri
+from rosbag_assets.io.storage import Storage, storage_from_uri
+from rosbag_assets.steps import report
 
 
 class DriveStorage(dg.ConfigurableResource):
@@ -82,7 +82,7 @@ class DriveStorage(dg.ConfigurableResource):
         return params
 
 
-def result_to_dagster(res: r.JobResult) -> dg.MaterializeResult:
+def result_to_dagster(res: report.JobResult) -> dg.MaterializeResult:
     """A job's plain result as Dagster's MaterializeResult, converted exactly as Pipes messages are."""
     return dg.MaterializeResult(
         metadata=metadata_map_from_external(res.metadata),

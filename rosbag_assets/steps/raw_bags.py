@@ -9,11 +9,11 @@ from typing import Any
 
 import pandas as pd
 
-from rosbag_assets.jobs import publish
-from rosbag_assets.jobs import result as r
-from rosbag_assets.jobs.bagio import EMPTY_START, BagReadError, bag_uri, describe_error, open_bag
-from rosbag_assets.jobs.drives import BagRef, drive_fingerprint, find_bags
-from rosbag_assets.jobs.storage import Storage, join_key
+from rosbag_assets.io import publish
+from rosbag_assets.io.bags import EMPTY_START, BagReadError, bag_uri, describe_error, open_bag
+from rosbag_assets.io.drives import BagRef, drive_fingerprint, find_bags
+from rosbag_assets.io.storage import Storage, join_key
+from rosbag_assets.steps import report
 
 IMAGE_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}
 
@@ -35,7 +35,7 @@ class BagReport:
 
 def inspect_bag(storage: Storage, bag: BagRef) -> BagReport:
     """Read a bag's index (not its messages) and report what it holds, or why it cannot be read."""
-    report = BagReport(bag, bag_uri(storage, bag))
+    bag_report = BagReport(bag, bag_uri(storage, bag))
     try:
         with open_bag(storage, bag) as reader:
             per_topic: dict[str, list[Any]] = defaultdict(lambda: [None, 0])
@@ -43,21 +43,21 @@ def inspect_bag(storage: Storage, bag: BagRef) -> BagReport:
                 entry = per_topic[conn.topic]
                 entry[0] = entry[0] or conn.msgtype
                 entry[1] += int(conn.msgcount or 0)
-            report.topics = {t: (v[0], v[1]) for t, v in sorted(per_topic.items())}
+            bag_report.topics = {t: (v[0], v[1]) for t, v in sorted(per_topic.items())}
             if reader.message_count and reader.start_time != EMPTY_START:
-                report.start_ns, report.end_ns = int(reader.start_time), int(reader.end_time)
+                bag_report.start_ns, bag_report.end_ns = int(reader.start_time), int(reader.end_time)
     except BagReadError as exc:
-        report.error = str(exc)
-        return report
+        bag_report.error = str(exc)
+        return bag_report
     except Exception as exc:  # a reader bug or corrupt index: still name the bag
-        report.error = f"{report.uri}: {describe_error(exc)}"
-        return report
-    if not report.message_count:
-        report.warnings.append(f"{report.uri}: the bag holds no messages")
-    for topic, (msgtype, count) in report.topics.items():
+        bag_report.error = f"{bag_report.uri}: {describe_error(exc)}"
+        return bag_report
+    if not bag_report.message_count:
+        bag_report.warnings.append(f"{bag_report.uri}: the bag holds no messages")
+    for topic, (msgtype, count) in bag_report.topics.items():
         if count == 0:
-            report.warnings.append(f"{report.uri}: topic {topic} ({msgtype}) has no messages")
-    return report
+            bag_report.warnings.append(f"{bag_report.uri}: topic {topic} ({msgtype}) has no messages")
+    return bag_report
 
 
 def bag_rows(drive: str, reports: list[BagReport]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -113,10 +113,15 @@ TOPIC_COLUMNS = ["drive", "bag", "topic", "msgtype", "count"]
 
 
 def run_inventory(
-    *, drive: str, source: Storage, output: Storage, run_id: str | None = None, log: r.JobLog | None = None
-) -> r.JobResult:
+    *,
+    drive: str,
+    source: Storage,
+    output: Storage,
+    run_id: str | None = None,
+    log: report.JobLog | None = None,
+) -> report.JobResult:
     """Inventory every bag under `source` and publish ``<drive>/raw_bags`` to `output`."""
-    log = log or r.default_log()
+    log = log or report.default_log()
     t0 = time.perf_counter()
     bags, skipped = find_bags(source.list_files(""))
     for name, reason in skipped:
@@ -165,16 +170,16 @@ def run_inventory(
         topics_summary[row["topic"]][0] = row["msgtype"]
         topics_summary[row["topic"]][1] += row["count"]
     metadata = {
-        "bags": r.integer(len(reports)),
-        "unreadable_bags": r.integer(len(reports) - len(readable)),
-        "skipped_files": r.integer(len(skipped)),
-        "bytes": r.integer(sum(rep.bag.bytes for rep in reports)),
-        "messages": r.integer(sum(rep.message_count for rep in reports)),
-        "duration_s": r.number(sum((row["duration_s"] or 0.0) for row in bag_table)),
-        "source": r.uri_value(source.root_uri),
-        "inventory": r.uri_value(uri),
-        "drive_fingerprint": r.text(fingerprint),
-        "bag_table": r.table(
+        "bags": report.integer(len(reports)),
+        "unreadable_bags": report.integer(len(reports) - len(readable)),
+        "skipped_files": report.integer(len(skipped)),
+        "bytes": report.integer(sum(rep.bag.bytes for rep in reports)),
+        "messages": report.integer(sum(rep.message_count for rep in reports)),
+        "duration_s": report.number(sum((row["duration_s"] or 0.0) for row in bag_table)),
+        "source": report.uri_value(source.root_uri),
+        "inventory": report.uri_value(uri),
+        "drive_fingerprint": report.text(fingerprint),
+        "bag_table": report.table(
             bag_table,
             [
                 ("bag", "string"),
@@ -187,22 +192,22 @@ def run_inventory(
                 ("error", "string"),
             ],
         ),
-        "topic_table": r.table(
+        "topic_table": report.table(
             [{"topic": t, "msgtype": v[0], "count": v[1]} for t, v in sorted(topics_summary.items())],
             [("topic", "string"), ("msgtype", "string"), ("count", "int")],
         ),
-        "elapsed_s": r.number(time.perf_counter() - t0),
+        "elapsed_s": report.number(time.perf_counter() - t0),
     }
     problems = [rep.error for rep in reports if rep.error] + [f"{n}: {why}" for n, why in skipped]
     if problems:
-        metadata["problems"] = r.md("\n".join(f"- {p}" for p in problems))
+        metadata["problems"] = report.md("\n".join(f"- {p}" for p in problems))
     checks = [
-        r.CheckOutcome(
+        report.CheckOutcome(
             "all_bags_readable",
             passed=not any(rep.error for rep in reports),
             description="every bag in the drive opens and its index reads",
             severity="WARN",
-            metadata={"unreadable": r.json_value([rep.error for rep in reports if rep.error])},
+            metadata={"unreadable": report.json_value([rep.error for rep in reports if rep.error])},
         )
     ]
-    return r.JobResult(metadata=metadata, checks=checks, data_version=fingerprint)
+    return report.JobResult(metadata=metadata, checks=checks, data_version=fingerprint)

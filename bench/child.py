@@ -15,14 +15,14 @@ import numpy as np
 
 def extract(drive_dir: str, out_dir: str, topics: list[str] | None, bag_workers: int = 0) -> dict:
     from rosbag_assets.io.storage import LocalStorage
-    from rosbag_assets.steps.extracted_frames import run_extract
-    from rosbag_assets.steps.raw_bags import run_inventory
+    from rosbag_assets.steps.extracted_frames import run_extracted_frames
+    from rosbag_assets.steps.raw_bags import run_raw_bags
 
     src, out = LocalStorage(drive_dir), LocalStorage(out_dir)
-    run_inventory(drive="d", source=src, output=out)
+    run_raw_bags(drive="d", source=src, output=out)
     t0 = time.perf_counter()
     options = {"topics": topics, "bag_workers": bag_workers}
-    result = run_extract(drive="d", source=src, output=out, options=options)
+    result = run_extracted_frames(drive="d", source=src, output=out, options=options)
     seconds = time.perf_counter() - t0
     meta = result.metadata
     return {"seconds": seconds, "frames": _val(meta["frames"]), "bytes": _val(meta["bytes"])}

@@ -74,7 +74,7 @@ def bench_overhead(work: Path, repeats: int = 3) -> dict[str, Any]:
     """
     from rosbag_assets.defs.resources import DriveStorage
     from rosbag_assets.io.storage import LocalStorage
-    from rosbag_assets.steps.raw_bags import run_inventory
+    from rosbag_assets.steps.raw_bags import run_raw_bags
 
     landing, out = work / "landing", work / "out"
     bag = make_tiny_drive(landing / DRIVE)
@@ -84,7 +84,7 @@ def bench_overhead(work: Path, repeats: int = 3) -> dict[str, Any]:
         out.mkdir(parents=True)
 
     def direct() -> None:
-        run_inventory(drive=DRIVE, source=LocalStorage(landing / DRIVE), output=LocalStorage(out))
+        run_raw_bags(drive=DRIVE, source=LocalStorage(landing / DRIVE), output=LocalStorage(out))
 
     row: dict[str, Any] = {"bag_kb": bag.stat().st_size / 1024, "repeats": repeats}
     row["direct_first_s"], row["direct_s"] = _median_s(direct, reset, repeats)

@@ -15,8 +15,8 @@ from rosbag_assets.io import publish
 from rosbag_assets.io.bags import BagReadError
 from rosbag_assets.io.frames import read_indexed_bytes
 from rosbag_assets.io.storage import LocalStorage
-from rosbag_assets.steps.extracted_frames import run_extract
-from rosbag_assets.steps.raw_bags import run_inventory
+from rosbag_assets.steps.extracted_frames import run_extracted_frames
+from rosbag_assets.steps.raw_bags import run_raw_bags
 
 
 class Log:
@@ -65,8 +65,8 @@ def real_drive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def real_outputs(real_drive: Path, tmp_path_factory: pytest.TempPathFactory):
     out = LocalStorage(tmp_path_factory.mktemp("out"))
     log = Log()
-    inv = run_inventory(drive="real", source=LocalStorage(real_drive), output=out, log=log)
-    ext = run_extract(drive="real", source=LocalStorage(real_drive), output=out, log=log)
+    inv = run_raw_bags(drive="real", source=LocalStorage(real_drive), output=out, log=log)
+    ext = run_extracted_frames(drive="real", source=LocalStorage(real_drive), output=out, log=log)
     return out, inv, ext, log
 
 
@@ -152,8 +152,10 @@ def _run(
 ) -> tuple[LocalStorage, pd.DataFrame, Log, object]:
     out = LocalStorage(tmp / "out")
     log = Log()
-    run_inventory(drive=drive.name, source=LocalStorage(drive), output=out, log=log)
-    res = run_extract(drive=drive.name, source=LocalStorage(drive), output=out, options=options, log=log)
+    run_raw_bags(drive=drive.name, source=LocalStorage(drive), output=out, log=log)
+    res = run_extracted_frames(
+        drive=drive.name, source=LocalStorage(drive), output=out, options=options, log=log
+    )
     return out, _read(out, drive.name, "extracted_frames", "index.parquet"), log, res
 
 
@@ -231,9 +233,11 @@ def test_failed_run_keeps_the_published_version(tmp_path: Path) -> None:
     out, index, _, _ = _run(drive, tmp_path)
     before = publish.current(out, "keep/extracted_frames")
     with pytest.raises(ValueError, match="image_format"):
-        run_extract(drive="keep", source=LocalStorage(drive), output=out, options={"image_format": "bmp"})
+        run_extracted_frames(
+            drive="keep", source=LocalStorage(drive), output=out, options={"image_format": "bmp"}
+        )
     with pytest.raises(BagReadError, match="no bags found"):
-        run_inventory(drive="keep", source=LocalStorage(tmp_path / "empty-dir"), output=out)
+        run_raw_bags(drive="keep", source=LocalStorage(tmp_path / "empty-dir"), output=out)
     assert publish.current(out, "keep/extracted_frames") == before
     assert _read(out, "keep", "extracted_frames", "index.parquet").equals(index)
 

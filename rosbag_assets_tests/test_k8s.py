@@ -7,7 +7,7 @@ from dagster_k8s.pipes import build_pod_body
 
 from rosbag_assets.compute.k8s import K8sCompute
 
-PARAMS = {"job": "detect", "drive": "d1", "output": "s3://out/data", "options": {}}
+PARAMS = {"step": "object_labels", "drive": "d1", "output": "s3://out/data", "options": {}}
 
 
 def _compute(**kw: object) -> K8sCompute:

@@ -15,7 +15,8 @@ from bagwriting import make_image, write_bag
 from conftest import REPO_ROOT, TFLITE_MODEL, shared
 
 from rosbag_assets.compute import ComputeTargets, LocalCompute
-from rosbag_assets.defs.drives import drive_assets, extracted_frames, raw_bags
+from rosbag_assets.defs.drives import extracted_frames, raw_bags
+from rosbag_assets.defs.jobs import drive_assets
 from rosbag_assets.defs.partitions import drives
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.io import publish
@@ -91,7 +92,7 @@ def test_unavailable_weights_fail_clearly_or_fall_back(
     monkeypatch.setenv("ROSBAG_ASSETS_WEIGHTS_CACHE", str(tmp_path / "empty-cache"))
     storage = DriveStorage(landing_root=str(small_sample_landing), output_root=str(tmp_path / "out"))
     assert materialize([raw_bags, extracted_frames], "sample", storage).success
-    from rosbag_assets.defs.drives import object_labels
+    from rosbag_assets.defs.labels import object_labels
 
     failed = materialize(
         [object_labels], "sample", storage, config={"object_labels": {"config": {"allow_fallback": False}}}
@@ -127,7 +128,7 @@ def test_yolo_finds_the_bus_in_a_bag(tmp_path: Path) -> None:
         {"/cam": [(t0, make_image("ros1", "bgr8", h, w, w * 3, bus.tobytes(), stamp_ns=t0))]},
     )
     storage = DriveStorage(landing_root=str(tmp_path / "landing"), output_root=str(tmp_path / "out"))
-    from rosbag_assets.defs.drives import object_labels
+    from rosbag_assets.defs.labels import object_labels
 
     result = materialize(
         [raw_bags, extracted_frames, object_labels],
@@ -195,18 +196,27 @@ def test_tflite_model_is_present_for_the_slow_tests() -> None:
     assert shared("models", "yolo11n_int8.tflite") == TFLITE_MODEL
 
 
-def test_launchpad_config_offers_every_job_option() -> None:
-    """What the README lists as asset configuration is settable from the UI, and nothing the jobs reject."""
-    from dataclasses import fields
+def test_launchpad_config_is_the_step_options_model() -> None:
+    """One model per step: the Launchpad config classes are the steps' own options models, every field is
+    explained in the UI, and what the UI offers is exactly what the step accepts."""
+    from rosbag_assets.defs.drives import ExtractedFramesConfig
+    from rosbag_assets.defs.labels import LaneLabelsConfig, ObjectLabelsConfig
+    from rosbag_assets.steps.extracted_frames import ExtractedFramesOptions
+    from rosbag_assets.steps.lane_labels import LaneLabelsOptions
+    from rosbag_assets.steps.object_labels import ObjectLabelsOptions
 
-    from rosbag_assets.defs.drives import DetectConfig, ExtractConfig
-    from rosbag_assets.steps.extracted_frames import ExtractOptions
-    from rosbag_assets.vision.detection import DetectorConfig
-
-    assert set(ExtractConfig.model_fields) == {f.name for f in fields(ExtractOptions)}
-    ExtractOptions.from_dict(ExtractConfig().model_dump())
-    job_only = {"half", "cache_dir"}  # precision follows the device; the cache comes from the environment
-    assert set(DetectConfig.model_fields) == {f.name for f in fields(DetectorConfig)} - job_only | {
-        "topics",
-        "max_frames",
-    }
+    for config, options in [
+        (ExtractedFramesConfig, ExtractedFramesOptions),
+        (ObjectLabelsConfig, ObjectLabelsOptions),
+        (LaneLabelsConfig, LaneLabelsOptions),
+    ]:
+        assert issubclass(config, options)
+        schema = config.to_config_schema().as_field().config_type.fields
+        assert set(schema) == set(options.model_fields), config
+        undocumented = [name for name, field in options.model_fields.items() if not field.description]
+        assert not undocumented, f"{options.__name__}: fields without a description: {undocumented}"
+        options.model_validate(config().model_dump())
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        ExtractedFramesOptions.from_dict({"jpeg_quality": 0})
+    with pytest.raises(ValueError, match="extra"):
+        ExtractedFramesOptions.from_dict({"jpeg_qualty": 80})

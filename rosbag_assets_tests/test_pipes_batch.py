@@ -206,7 +206,7 @@ def test_failed_job_fails_the_step_with_reason_and_log_tail(batch: Batch, tmp_pa
     def extract_without_inventory(
         context: dg.AssetExecutionContext, storage: DriveStorage, compute: ComputeTargets
     ):
-        params = storage.job_params("extract", context.partition_key, context.run_id)
+        params = storage.step_params("extracted_frames", context.partition_key, context.run_id)
         return compute.for_asset("extracted_frames").run(context, params)
 
     result = _materialize(

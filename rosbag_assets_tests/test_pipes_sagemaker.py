@@ -32,7 +32,8 @@ from rosbag_assets.compute.sagemaker_client import (
     call_with_backoff,
     sagemaker_job_name,
 )
-from rosbag_assets.defs.drives import extracted_frames, lane_labels, raw_bags
+from rosbag_assets.defs.drives import extracted_frames, raw_bags
+from rosbag_assets.defs.labels import lane_labels
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.demo.sample_drive import write_sample_drive
 
@@ -328,7 +329,7 @@ def test_failure_raises_with_failure_reason(aws: str) -> None:
     bucket = _bucket(aws)
     job = _job(aws, bucket, ["python", "-m", "rosbag_assets.steps.entrypoint"])
     job["Environment"]["AWS_ENDPOINT_URL_S3"] = aws
-    probe = _one_shot_asset({"bucket": bucket, "endpoint": aws, "job": job, "extras": {"job": "nope"}})
+    probe = _one_shot_asset({"bucket": bucket, "endpoint": aws, "job": job, "extras": {"step": "nope"}})
     res = dg.materialize([probe], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     assert not res.success
     (name,) = fake.requests
@@ -336,7 +337,7 @@ def test_failure_raises_with_failure_reason(aws: str) -> None:
     failure = next(e for e in res.all_events if e.event_type_value == "STEP_FAILURE")
     text = str(failure.step_failure_data.error)
     assert f"SageMaker processing job {name} ended Failed" in text
-    assert "AlgorithmError" in text and "unknown job 'nope'" in text
+    assert "AlgorithmError" in text and "unknown step 'nope'" in text
 
 
 def test_cancel_stops_the_job(aws: str) -> None:
@@ -370,7 +371,7 @@ def test_local_output_is_refused() -> None:
     compute = _compute("http://127.0.0.1:1", "pipes")
     ctx = dg.build_asset_context()
     with pytest.raises(ValueError, match="need S3 storage"):
-        compute.run(ctx, {"job": "lanes", "drive": "d1", "output": "/tmp/out"})
+        compute.run(ctx, {"step": "lane_labels", "drive": "d1", "output": "/tmp/out"})
 
 
 def test_backoff_retries_only_throttling_with_growing_jittered_delays() -> None:

@@ -16,8 +16,8 @@ from PIL import Image
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.shards import TarShards, member_header
 from rosbag_assets.io.storage import LocalStorage
-from rosbag_assets.steps.extracted_frames import run_extract
-from rosbag_assets.steps.raw_bags import run_inventory
+from rosbag_assets.steps.extracted_frames import run_extracted_frames
+from rosbag_assets.steps.raw_bags import run_raw_bags
 from rosbag_assets.vision import images
 
 T0 = 1_700_000_000_000_000_000
@@ -78,8 +78,8 @@ def _drive(tmp_path: Path) -> Path:
 
 def _extract(drive: Path, out_dir: Path, options: dict | None = None) -> tuple[LocalStorage, pd.DataFrame]:
     src, out = LocalStorage(drive), LocalStorage(out_dir)
-    run_inventory(drive="d1", source=src, output=out)
-    run_extract(drive="d1", source=src, output=out, options=options)
+    run_raw_bags(drive="d1", source=src, output=out)
+    run_extracted_frames(drive="d1", source=src, output=out, options=options)
     _, index = frames.committed_frames(out, "d1")
     return out, index
 
@@ -245,8 +245,8 @@ def test_load_frame_from_an_index_row_locally_and_on_s3(tmp_path: Path, moto_ser
 
     moto_server.client("s3").create_bucket(Bucket="frames")
     s3 = storage_from_uri("s3://frames/assets", endpoint_url=moto_server.url)
-    run_inventory(drive="d1", source=LocalStorage(drive), output=s3)
-    run_extract(
+    run_raw_bags(drive="d1", source=LocalStorage(drive), output=s3)
+    run_extracted_frames(
         drive="d1",
         source=LocalStorage(drive),
         output=s3,

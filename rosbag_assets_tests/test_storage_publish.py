@@ -69,8 +69,50 @@ def test_commit_is_atomic_and_rerun_converges(storage) -> None:
         again.commit({"frames": 1})
     version, manifest = publish.require_current(storage, prefix)
     assert storage.read_bytes(version.key("index.parquet")) == b"v1" and manifest["frames"] == 1
-    assert len(storage.list_dirs(f"{prefix}/versions")) <= publish.KEEP_VERSIONS
+    versions = storage.list_dirs(f"{prefix}/versions")
+    committed = [v for v in versions if storage.exists(f"{prefix}/versions/{v}/manifest.json")]
+    assert len(committed) == publish.KEEP_VERSIONS and version.version in committed
+    assert killed.version in versions  # its lease is fresh: it may belong to a live run
     assert json.loads(storage.read_bytes(version.key("manifest.json")))["version"] == version.version
+    # once its lease is stale, the killed run's draft is cleaned up by the next commit's pruning
+    assert publish.prune_versions(storage, prefix, abandoned_after_s=-1) == [killed.version]
+
+
+def test_failed_blocking_check_never_becomes_current(storage) -> None:
+    prefix = "drive1/object_labels"
+    good = publish.begin(storage, prefix, "run-a")
+    good.write_bytes("labels.parquet", b"good")
+    good.commit({"labels": 3})
+    bad = publish.begin(storage, prefix, "run-b")
+    bad.write_bytes("labels.parquet", b"bad")
+    bad.commit({"labels": 0}, blocking_failures=["boxes_inside_image"])
+    version, manifest = publish.require_current(storage, prefix)
+    assert version.version == good.version and storage.read_bytes(version.key("labels.parquet")) == b"good"
+    kept = json.loads(storage.read_bytes(bad.key("manifest.json")))
+    assert kept["status"] == "rejected" and kept["failed_blocking_checks"] == ["boxes_inside_image"]
+
+
+def test_pruning_keeps_the_previous_committed_version_and_live_drafts(storage) -> None:
+    """Killed run, then three overlapping runs of one partition: no run deletes another's work."""
+    prefix = "drive1/extracted_frames"
+    first = publish.begin(storage, prefix, "run-a")
+    first.write_bytes("index.parquet", b"1")
+    first.commit({})
+    killed = publish.begin(storage, prefix, "run-killed")  # kill -9: no commit, no cleanup
+    killed.write_bytes("index.parquet", b"half")
+    slow, fast_1, fast_2 = (publish.begin(storage, prefix, f"run-{n}") for n in ("slow", "f1", "f2"))
+    slow.write_bytes("index.parquet", b"slow part")
+    for draft in (fast_1, fast_2):
+        draft.write_bytes("index.parquet", b"2")
+        draft.commit({})
+    # the slow run is still writing: its draft survived two commits' pruning and it can still commit
+    slow.write_bytes("more.bin", b"x")
+    slow.commit({})
+    versions = set(storage.list_dirs(f"{prefix}/versions"))
+    assert publish.current(storage, prefix)["version"] == slow.version
+    assert fast_2.version in versions  # the previous committed version survives
+    assert first.version not in versions and fast_1.version not in versions  # older committed ones go
+    assert killed.version in versions  # a draft is only removed once its lease is stale
 
 
 def test_require_current_names_the_missing_upstream(tmp_path: Path) -> None:

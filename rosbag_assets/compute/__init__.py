@@ -14,7 +14,7 @@ from rosbag_assets.compute.batch import BatchCompute
 from rosbag_assets.compute.k8s import K8sCompute
 from rosbag_assets.compute.sagemaker import SageMakerCompute
 from rosbag_assets.defs.resources import ContextLog, result_to_dagster
-from rosbag_assets.steps.entrypoint import run_job
+from rosbag_assets.steps.entrypoint import run_step
 
 JOB_COMMAND = [sys.executable, "-m", "rosbag_assets.steps.entrypoint"]
 RunOutput = dg.MaterializeResult | Sequence[dg.MaterializeResult | dg.AssetCheckResult]
@@ -35,7 +35,7 @@ class LocalCompute(dg.ConfigurableResource):
 
     def run(self, context: dg.AssetExecutionContext, params: dict[str, Any]) -> RunOutput:
         if self.mode == "in_process":
-            return result_to_dagster(run_job(params, log=ContextLog(context)))
+            return result_to_dagster(run_step(params, log=ContextLog(context)))
         client = dg.PipesSubprocessClient(env=dict(self.env) or None)
         return client.run(context=context, command=JOB_COMMAND, extras=params).get_results()
 

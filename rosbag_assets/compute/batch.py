@@ -20,7 +20,7 @@ from rosbag_assets.compute.batch_client import PipesBatchClient, job_name, retry
 from rosbag_assets.defs.resources import ContextLog, result_to_dagster
 from rosbag_assets.io import publish
 from rosbag_assets.io.storage import join_key, storage_from_uri
-from rosbag_assets.steps.entrypoint import run_job
+from rosbag_assets.steps.entrypoint import run_step
 
 BATCH_COMMAND = ["python", "-m", "rosbag_assets.steps.entrypoint"]
 RunOutput = dg.MaterializeResult | Sequence[dg.MaterializeResult | dg.AssetCheckResult]
@@ -113,7 +113,7 @@ class BatchCompute(dg.ConfigurableResource):
     def run(self, context: dg.AssetExecutionContext, params: dict[str, Any]) -> RunOutput:
         asset = context.asset_key.path[-1]
         client = self.pipes_client()
-        if params.get("job") == "extract" and self.settings(asset).array_per_bag:
+        if params.get("step") == "extracted_frames" and self.settings(asset).array_per_bag:
             bags = self._inventory_bags(params)
             if len(bags) >= 2:
                 return self._run_array_extract(context, client, asset, params, bags)
@@ -153,7 +153,7 @@ class BatchCompute(dg.ConfigurableResource):
         )
         final = {**params, "version": version, "bag_names": [], "commit": True}
         if self.merge == "in_process":
-            return result_to_dagster(run_job(final, log=ContextLog(context)))
+            return result_to_dagster(run_step(final, log=ContextLog(context)))
         return client.run(
             context=context, submit_job_params=self.submit_params(context, asset, "merge"), extras=final
         ).get_results()

@@ -11,7 +11,7 @@ import dagster as dg
 
 from rosbag_assets.compute import ComputeTargets, LocalCompute
 from rosbag_assets.compute.batch import BatchCompute
-from rosbag_assets.defs.drives import drive_assets, process_drive
+from rosbag_assets.defs.jobs import drive_assets, process_drive
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.defs.sensors import drive_discovery_sensor
 

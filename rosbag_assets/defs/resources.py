@@ -7,9 +7,7 @@ from dagster._core.definitions.metadata.external_metadata import metadata_map_fr
 from pydantic import Field
 
 from rosbag_assets.io.drives import (
-    DriveLocation,
     drives_from_seed,
-    drives_in_landing_root,
     validate_drive_name,
 )
 from rosbag_assets.io.storage import Storage, storage_from_uri
@@ -40,19 +38,6 @@ class DriveStorage(dg.ConfigurableResource):
     def landing(self) -> Storage | None:
         return self.storage(self.landing_root) if self.landing_root else None
 
-    def known_drives(self) -> tuple[dict[str, DriveLocation], list[str]]:
-        """Every drive the configuration names: seed entries first, then landing-root folders."""
-        drives: dict[str, DriveLocation] = {}
-        rejected: list[str] = []
-        if self.drives_file:
-            drives.update(drives_from_seed(self.drives_file))
-        landing = self.landing()
-        if landing is not None:
-            found, rejected = drives_in_landing_root(landing)
-            for name, loc in found.items():
-                drives.setdefault(name, loc)
-        return drives, rejected
-
     def drive_uri(self, drive: str) -> str:
         """The storage URI of one drive's recordings; the name is validated, never trusted as a path."""
         validate_drive_name(drive)
@@ -65,24 +50,24 @@ class DriveStorage(dg.ConfigurableResource):
             raise ValueError(f"drive {drive!r} is not in the seed file and no landing_root is configured")
         return landing.uri(drive)
 
-    def job_params(
-        self, job: str, drive: str, run_id: str, options: dict[str, Any] | None = None
+    def step_params(
+        self, step: str, drive: str, run_id: str, options: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """The plain parameters every compute target hands to the job entry point."""
+        """The plain parameters every compute target hands to the step entry point."""
         params = {
-            "job": job,
+            "step": step,
             "drive": validate_drive_name(drive),
             "output": self.output_root,
             "s3_endpoint_url": self.s3_endpoint_url,
             "run_id": run_id,
             "options": options or {},
         }
-        if job in ("inventory", "extract"):
+        if step in ("raw_bags", "extracted_frames"):
             params["source"] = self.drive_uri(drive)
         return params
 
 
-def result_to_dagster(res: report.JobResult) -> dg.MaterializeResult:
+def result_to_dagster(res: report.StepResult) -> dg.MaterializeResult:
     """A job's plain result as Dagster's MaterializeResult, converted exactly as Pipes messages are."""
     return dg.MaterializeResult(
         metadata=metadata_map_from_external(res.metadata),

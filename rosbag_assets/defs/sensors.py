@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from rosbag_assets.defs.drives import process_drive
+from rosbag_assets.defs.jobs import process_drive
 from rosbag_assets.defs.partitions import drives
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.io.drives import scan_drive, scan_landing_root

@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 
 from rosbag_assets.compute import ComputeTargets, LocalCompute
-from rosbag_assets.defs.drives import drive_assets
+from rosbag_assets.defs.jobs import drive_assets
 from rosbag_assets.defs.partitions import drives
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.demo.sample_drive import write_sample_drive

@@ -92,17 +92,6 @@ def drives_from_seed(seed: Mapping[str, Any] | str | Path) -> dict[str, DriveLoc
     return drives
 
 
-def drives_in_landing_root(storage: Storage) -> tuple[dict[str, DriveLocation], list[str]]:
-    """Each top-level folder of a landing root is a drive. Returns (drives, rejected folder names)."""
-    drives, rejected = {}, []
-    for name in storage.list_dirs(""):
-        if is_valid_drive_name(name):
-            drives[name] = DriveLocation(name, storage.uri(name))
-        else:
-            rejected.append(name)
-    return drives, rejected
-
-
 # --- which files are bags ---------------------------------------------------------------------------
 
 ROS1 = "ros1"

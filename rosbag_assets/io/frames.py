@@ -22,7 +22,7 @@ DEPTH_ENCODINGS = {"16UC1", "32FC1", "mono16", "16SC1"}
 FRAME_REF_COLUMNS = ["drive", "bag", "topic", "stamp_ns", "frame_key", "image_width", "image_height"]
 
 
-def committed_frames(storage: Storage, drive: str) -> tuple[publish.Staging, pd.DataFrame]:
+def committed_frames(storage: Storage, drive: str) -> tuple[publish.Version, pd.DataFrame]:
     """The committed `extracted_frames` version of `drive` and its index."""
     version, _ = publish.require_current(storage, join_key(drive, "extracted_frames"))
     return version, version.read_parquet("index.parquet")
@@ -41,7 +41,7 @@ def select_frames(
     return chosen.reset_index(drop=True)
 
 
-def read_frame_bytes(storage: Storage, version: publish.Staging, row: dict[str, Any]) -> bytes:
+def read_frame_bytes(storage: Storage, version: publish.Version, row: dict[str, Any]) -> bytes:
     """The stored bytes of one indexed frame: its byte range inside a shard, or its own file."""
     data_key = row.get("data_key")
     if not isinstance(data_key, str) or not data_key:  # an index written before shards existed
@@ -79,7 +79,7 @@ def decode_frame(data: bytes) -> np.ndarray:
 
 
 def iter_batches(
-    storage: Storage, version: publish.Staging, frames: pd.DataFrame, batch_size: int, workers: int = 0
+    storage: Storage, version: publish.Version, frames: pd.DataFrame, batch_size: int, workers: int = 0
 ) -> Iterator[list[tuple[dict[str, Any], np.ndarray]]]:
     """Yield batches of (index row, BGR image), reading and decoding ahead on a thread pool.
 

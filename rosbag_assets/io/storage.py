@@ -39,6 +39,7 @@ class Storage(Protocol):
     def open_write(self, key: str) -> AbstractContextManager[BinaryIO]: ...
     def upload_file(self, local_path: Path, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def local_path(self, key: str) -> Path | None: ...
     def download_file(self, key: str, local_path: Path) -> None: ...
@@ -133,6 +134,10 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
+
+    def delete(self, key: str) -> None:
+        """Remove one object; a missing one is not an error."""
+        self._path(key).unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> None:
         path = self._path(prefix)
@@ -245,6 +250,10 @@ class S3Storage:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise
+
+    def delete(self, key: str) -> None:
+        """Remove one object; a missing one is not an error (S3 DELETE is idempotent)."""
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def delete_prefix(self, prefix: str) -> None:
         full = self._key(prefix)

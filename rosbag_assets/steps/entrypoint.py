@@ -4,7 +4,7 @@ Launched by Dagster (in a subprocess, a Batch/SageMaker job or a K8s pod) it spe
 name and parameters come from the Pipes context's extras, logs/metadata/check results go back as Pipes
 messages. Run by hand, ``--params params.json`` runs the job without Dagster and prints its result as JSON.
 
-Parameters: ``{"job": "inventory"|"extract"|"detect"|"lanes", "drive": ..., "source": <drive uri>,
+Parameters: ``{"step": <asset name>, "drive": ..., "source": <drive uri>,
 "output": <output root uri>, "s3_endpoint_url": ..., "run_id": ..., "options": {...}}`` plus, for
 ``extract``, ``version``/``bag_names``/``commit`` to split work across array children.
 """
@@ -26,52 +26,51 @@ from rosbag_assets.io.storage import storage_from_uri
 from rosbag_assets.steps import report
 from rosbag_assets.steps.runtime import configure_runtime
 
-JOBS = ("inventory", "extract", "detect", "lanes")
+STEPS = ("raw_bags", "extracted_frames", "object_labels", "lane_labels")
 
 
-def run_job(params: Mapping[str, Any], log: report.JobLog | None = None) -> report.JobResult:
-    """Dispatch one job by name with plain parameters (no Dagster involved)."""
+def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> report.StepResult:
+    """Run one step, named after its asset, with plain parameters (no Dagster involved)."""
     configure_runtime()
-    job = params.get("job")
-    if job not in JOBS:
-        raise ValueError(f"unknown job {job!r}; expected one of {JOBS}")
+    step = params.get("step")
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; expected one of {STEPS}")
     drive = validate_drive_name(params["drive"])
     endpoint = params.get("s3_endpoint_url")
     output = storage_from_uri(params["output"], endpoint_url=endpoint)
-    options = params.get("options") or {}
-    run_id = params.get("run_id")
-    log = log or report.default_log()
-    if job == "inventory":
-        from rosbag_assets.steps.raw_bags import run_inventory
+    common = {
+        "drive": drive,
+        "output": output,
+        "options": params.get("options") or {},
+        "run_id": params.get("run_id"),
+        "log": log or report.default_log(),
+    }
+    if step == "raw_bags":
+        from rosbag_assets.steps.raw_bags import run_raw_bags
 
-        source = storage_from_uri(params["source"], endpoint_url=endpoint)
-        return run_inventory(drive=drive, source=source, output=output, run_id=run_id, log=log)
-    if job == "extract":
-        from rosbag_assets.steps.extracted_frames import run_extract
+        common.pop("options")
+        return run_raw_bags(source=storage_from_uri(params["source"], endpoint_url=endpoint), **common)
+    if step == "extracted_frames":
+        from rosbag_assets.steps.extracted_frames import run_extracted_frames
 
-        source = storage_from_uri(params["source"], endpoint_url=endpoint)
-        return run_extract(
-            drive=drive,
-            source=source,
-            output=output,
-            options=options,
-            run_id=run_id,
-            log=log,
+        return run_extracted_frames(
+            source=storage_from_uri(params["source"], endpoint_url=endpoint),
             version=params.get("version"),
             bag_names=params.get("bag_names"),
             commit=params.get("commit", True),
+            **common,
         )
-    if job == "detect":
-        from rosbag_assets.steps.object_labels import run_detect
+    if step == "object_labels":
+        from rosbag_assets.steps.object_labels import run_object_labels
 
-        return run_detect(drive=drive, output=output, options=options, run_id=run_id, log=log)
-    from rosbag_assets.steps.lane_labels import run_lanes
+        return run_object_labels(**common)
+    from rosbag_assets.steps.lane_labels import run_lane_labels
 
-    return run_lanes(drive=drive, output=output, options=options, run_id=run_id, log=log)
+    return run_lane_labels(**common)
 
 
-def report_to_pipes(pipes: Any, result: report.JobResult) -> None:
-    """Send a JobResult over an open dagster-pipes context."""
+def report_to_pipes(pipes: Any, result: report.StepResult) -> None:
+    """Send a StepResult over an open dagster-pipes context."""
     pipes.report_asset_materialization(metadata=result.metadata, data_version=result.data_version)
     for check in result.checks:
         pipes.report_asset_check(
@@ -101,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.params:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
         text = sys.stdin.read() if args.params == "-" else Path(args.params).read_text()
-        res = run_job(json.loads(text))
+        res = run_step(json.loads(text))
         print(
             json.dumps(
                 {
@@ -123,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         if params.get("array_bags") and "AWS_BATCH_JOB_ARRAY_INDEX" in os.environ:
             params["bag_names"] = [params["array_bags"][int(os.environ["AWS_BATCH_JOB_ARRAY_INDEX"])]]
             params["commit"] = False
-        result = run_job(params, log=pipes.log)
+        result = run_step(params, log=pipes.log)
         report_to_pipes(pipes, result)
     return 0
 

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.storage import Storage, join_key
@@ -24,29 +25,45 @@ LANE_COLUMNS = [
 PREVIEW_TILES = 12
 
 
-def run_lanes(
+class LaneLabelsOptions(BaseModel):
+    """How `lane_labels` finds lanes (also the Launchpad config of the asset)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = Field(
+        default="opencv-hough",
+        description="Lane backend registered in rosbag_assets.vision.lanes (see README 'Labels').",
+    )
+    backend_options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword options passed to the backend's constructor."
+    )
+    topics: list[str] | None = Field(default=None, description="Only these topics; default: all colour.")
+    max_frames: int | None = Field(
+        default=None, gt=0, description="At most this many frames, spread evenly over the drive."
+    )
+    batch_size: int = Field(default=16, gt=0, description="Frames decoded ahead per batch.")
+    workers: int = Field(default=0, ge=0, description="Frame-decoding threads; 0 = all cores.")
+
+
+def run_lane_labels(
     *,
     drive: str,
     output: Storage,
     options: dict[str, Any] | None = None,
     run_id: str | None = None,
-    log: report.JobLog | None = None,
-) -> report.JobResult:
+    log: report.StepLog | None = None,
+) -> report.StepResult:
     """Find lanes on every colour frame of the drive and publish ``<drive>/lane_labels``.
 
     Options: ``backend`` (default "opencv-hough"), ``backend_options`` (dict), ``topics``, ``max_frames``,
     ``batch_size`` (prefetch granularity), ``workers``.
     """
     log = log or report.default_log()
-    options = dict(options or {})
-    known = {"backend", "backend_options", "topics", "max_frames", "batch_size", "workers"}
-    if set(options) - known:
-        raise ValueError(f"unknown lane_labels options: {sorted(set(options) - known)}")
+    opts = LaneLabelsOptions.model_validate(dict(options or {}))
     t0 = time.perf_counter()
-    backend = get_lane_backend(options.get("backend", "opencv-hough"), **options.get("backend_options", {}))
+    backend = get_lane_backend(opts.backend, **opts.backend_options)
     version, index = frames.committed_frames(output, drive)
-    chosen = frames.select_frames(index, options.get("topics"), options.get("max_frames"))
-    boxes = _object_labels(output, drive, version.version, log)
+    chosen = frames.select_frames(index, opts.topics, opts.max_frames)
     log.info(f"finding lanes with {backend.name} on {len(chosen)} frames of {drive}")
 
     rows: list[dict[str, Any]] = []
@@ -56,9 +73,7 @@ def run_lanes(
     frames_with_lanes = 0
     for n, (row, img) in enumerate(
         item
-        for batch in frames.iter_batches(
-            output, version, chosen, options.get("batch_size", 16), options.get("workers", 0)
-        )
+        for batch in frames.iter_batches(output, version, chosen, opts.batch_size, opts.workers)
         for item in batch
     ):
         h, w = img.shape[:2]
@@ -82,7 +97,7 @@ def run_lanes(
                 }
             )
         if n % tile_every == 0 and len(tiles) < PREVIEW_TILES:
-            annotated = draw_lanes(preview.draw_boxes(img, boxes.get(row["frame_key"], [])), lanes)
+            annotated = draw_lanes(img, lanes)
             tiles.append(preview.caption(annotated, f"{row['topic']} lanes={len(lanes)}"))
     detect_s = time.perf_counter() - t_detect
 
@@ -91,8 +106,11 @@ def run_lanes(
     staging.write_parquet("lanes.parquet", lanes_df)
     sheet = preview.jpeg_bytes(preview.contact_sheet(tiles))
     staging.write_bytes("preview.jpg", sheet)
+    checks = lane_checks(index, lanes_df)
+    rejected = report.blocking_failures(checks)
     staging.commit(
-        {"drive": drive, "frames_version": version.version, "lanes": len(lanes_df), "model": backend.name}
+        {"drive": drive, "frames_version": version.version, "lanes": len(lanes_df), "model": backend.name},
+        rejected,
     )
 
     sides = lanes_df.groupby("side").size() if len(lanes_df) else pd.Series(dtype=int)
@@ -109,24 +127,11 @@ def run_lanes(
         "elapsed_s": report.number(time.perf_counter() - t0),
         "lanes_uri": report.uri_value(staging.uri("lanes.parquet")),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
-        "preview": report.md(preview.markdown_image(sheet, f"{drive} lanes and objects")),
+        "preview": report.md(preview.markdown_image(sheet, f"{drive} lanes")),
         "frames_version": report.text(version.version),
     }
-    checks = lane_checks(index, lanes_df)
-    return report.JobResult(metadata=metadata, checks=checks)
-
-
-def _object_labels(
-    storage: Storage, drive: str, frames_version: str, log: report.JobLog
-) -> dict[str, list[dict]]:
-    """Boxes of the committed object labels (when they belong to the same frames), keyed by frame."""
-    manifest = publish.current(storage, join_key(drive, "object_labels"))
-    if manifest is None or manifest.get("frames_version") != frames_version:
-        log.info("no object labels for these frames; the preview shows lanes only")
-        return {}
-    version = publish.Staging(storage, join_key(drive, "object_labels"), manifest["version"])
-    labels = version.read_parquet("labels.parquet")
-    return {k: g.to_dict("records") for k, g in labels.groupby("frame_key")}
+    metadata.update(report.publication(staging.uri(), rejected))
+    return report.StepResult(metadata=metadata, checks=checks)
 
 
 def lane_checks(index: pd.DataFrame, lanes: pd.DataFrame) -> list[report.CheckOutcome]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
-from dataclasses import asdict, fields
-from typing import Any
+from dataclasses import asdict
+from typing import Any, Literal
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.storage import Storage, join_key
@@ -35,33 +37,77 @@ LABEL_COLUMNS = [
 PREVIEW_TILES = 12
 
 
-def detector_config(options: dict[str, Any]) -> tuple[DetectorConfig, dict[str, Any]]:
-    """Split job options into the detector's config and the job's own (topics, max_frames, workers)."""
-    names = {f.name for f in fields(DetectorConfig)}
-    own = {"topics", "max_frames", "workers"}
-    unknown = set(options) - names - own
-    if unknown:
-        raise ValueError(f"unknown object_labels options: {sorted(unknown)}")
-    return DetectorConfig(**{k: v for k, v in options.items() if k in names}), {
-        k: v for k, v in options.items() if k in own
-    }
+class ObjectLabelsOptions(BaseModel):
+    """How `object_labels` detects objects (also the Launchpad config of the asset)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: str | None = Field(
+        default=None,
+        description="Ultralytics name (yolo11n.pt), local path, s3:// or https:// URL; "
+        "default: ROSBAG_ASSETS_WEIGHTS or yolo11n.pt.",
+    )
+    allow_fallback: bool | None = Field(
+        default=None,
+        description="Use OpenCV's HOG people detector when the weights are unavailable (person class only).",
+    )
+    confidence: float = Field(default=0.25, ge=0, le=1, description="Minimum confidence of a kept box.")
+    iou: float = Field(default=0.7, ge=0, le=1, description="IoU threshold of non-maximum suppression.")
+    imgsz: int = Field(default=640, gt=0, description="Inference size (pixels, long side).")
+    classes: list[int] | None = Field(default=None, description="Keep only these class ids; default: all.")
+    batch_size: int = Field(default=16, gt=0, description="Frames per inference batch.")
+    device: str | None = Field(default=None, description="cpu, cuda:0, ...; default: the GPU when present.")
+    cpu_runtime: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="On CPU: onnx exports .pt weights once (cached) and runs ONNX Runtime; torch keeps PyTorch.",
+    )
+    cache_dir: str | None = Field(
+        default=None, description="Where downloaded weights and exports are cached; default: ~/.cache."
+    )
+    topics: list[str] | None = Field(
+        default=None, description="Label only these topics; default: all colour."
+    )
+    max_frames: int | None = Field(
+        default=None, gt=0, description="Label at most this many frames, spread evenly over the drive."
+    )
+    workers: int = Field(default=0, ge=0, description="Frame-decoding threads; 0 = all cores.")
+
+    def detector_config(self) -> DetectorConfig:
+        """The detector's own settings; unset weights and fallback come from the environment."""
+        return DetectorConfig(
+            weights=self.weights or os.environ.get("ROSBAG_ASSETS_WEIGHTS", "yolo11n.pt"),
+            allow_fallback=(
+                self.allow_fallback
+                if self.allow_fallback is not None
+                else os.environ.get("ROSBAG_ASSETS_ALLOW_FALLBACK", "0") == "1"
+            ),
+            confidence=self.confidence,
+            iou=self.iou,
+            imgsz=self.imgsz,
+            classes=self.classes,
+            batch_size=self.batch_size,
+            device=self.device,
+            cpu_runtime=self.cpu_runtime,
+            cache_dir=self.cache_dir or os.environ.get("ROSBAG_ASSETS_WEIGHTS_CACHE") or None,
+        )
 
 
-def run_detect(
+def run_object_labels(
     *,
     drive: str,
     output: Storage,
     options: dict[str, Any] | None = None,
     run_id: str | None = None,
-    log: report.JobLog | None = None,
+    log: report.StepLog | None = None,
     s3_client: Any = None,
-) -> report.JobResult:
+) -> report.StepResult:
     """Detect objects on every colour frame of the drive and publish ``<drive>/object_labels``."""
     log = log or report.default_log()
-    config, own = detector_config(dict(options or {}))
+    opts = ObjectLabelsOptions.model_validate(dict(options or {}))
+    config = opts.detector_config()
     t0 = time.perf_counter()
     version, index = frames.committed_frames(output, drive)
-    chosen = frames.select_frames(index, own.get("topics"), own.get("max_frames"))
+    chosen = frames.select_frames(index, opts.topics, opts.max_frames)
     detector = load_detector(config, s3_client=s3_client, log=log.warning)
     if detector.fallback_reason:
         log.warning(f"object_labels for {drive} use {detector.model_name}: {detector.fallback_reason}")
@@ -72,7 +118,7 @@ def run_detect(
     rng = random.Random(0)
     t_detect = time.perf_counter()
     seen = 0
-    for batch in frames.iter_batches(output, version, chosen, config.batch_size, own.get("workers", 0)):
+    for batch in frames.iter_batches(output, version, chosen, config.batch_size, opts.workers):
         results = detector.detect_batch([img for _, img in batch])
         for (row, img), dets in zip(batch, results, strict=True):
             h, w = img.shape[:2]
@@ -99,6 +145,8 @@ def run_detect(
         "weights_sha256": detector.weights_sha256,
         "fallback_reason": detector.fallback_reason,
     }
+    checks = label_checks(output, version, index, labels)
+    rejected = report.blocking_failures(checks)
     staging.commit(
         {
             "drive": drive,
@@ -106,7 +154,8 @@ def run_detect(
             "labels": len(labels),
             **model,
             "config": asdict(config),
-        }
+        },
+        rejected,
     )
 
     counts = labels.groupby("class_name").size().sort_values(ascending=False) if len(labels) else pd.Series()
@@ -134,15 +183,15 @@ def run_detect(
         metadata["fallback_reason"] = report.md(
             f"**Configured weights unavailable.** {detector.fallback_reason}"
         )
-    checks = label_checks(output, version, index, labels)
-    return report.JobResult(
+    metadata.update(report.publication(staging.uri(), rejected))
+    return report.StepResult(
         metadata=metadata, checks=checks, data_version=_labels_version(labels, detector.model_name)
     )
 
 
 def label_checks(
     storage: Storage,
-    version: publish.Staging,
+    version: publish.Version,
     index: pd.DataFrame,
     labels: pd.DataFrame,
     sample_files: int = 200,

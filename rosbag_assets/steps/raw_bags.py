@@ -112,14 +112,14 @@ BAG_COLUMNS = [
 TOPIC_COLUMNS = ["drive", "bag", "topic", "msgtype", "count"]
 
 
-def run_inventory(
+def run_raw_bags(
     *,
     drive: str,
     source: Storage,
     output: Storage,
     run_id: str | None = None,
-    log: report.JobLog | None = None,
-) -> report.JobResult:
+    log: report.StepLog | None = None,
+) -> report.StepResult:
     """Inventory every bag under `source` and publish ``<drive>/raw_bags`` to `output`."""
     log = log or report.default_log()
     t0 = time.perf_counter()
@@ -210,4 +210,4 @@ def run_inventory(
             metadata={"unreadable": report.json_value([rep.error for rep in reports if rep.error])},
         )
     ]
-    return report.JobResult(metadata=metadata, checks=checks, data_version=fingerprint)
+    return report.StepResult(metadata=metadata, checks=checks, data_version=fingerprint)

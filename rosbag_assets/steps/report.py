@@ -63,7 +63,7 @@ def table(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]])
 
 @dataclass
 class CheckOutcome:
-    """The result of one asset check evaluated inside the job."""
+    """The result of one asset check evaluated inside the step."""
 
     name: str
     passed: bool
@@ -73,18 +73,34 @@ class CheckOutcome:
 
 
 @dataclass
-class JobResult:
-    """Everything a job reports for one materialization."""
+class StepResult:
+    """Everything a step reports for one materialization."""
 
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
     checks: list[CheckOutcome] = field(default_factory=list)
     data_version: str | None = None
 
 
-class JobLog(Protocol):
+class StepLog(Protocol):
     def info(self, msg: str) -> None: ...
     def warning(self, msg: str) -> None: ...
 
 
-def default_log(name: str = "rosbag_assets") -> JobLog:
+def default_log(name: str = "rosbag_assets") -> StepLog:
     return logging.getLogger(name)
+
+
+def blocking_failures(checks: Sequence[CheckOutcome]) -> list[str]:
+    """Names of the failed checks that block publication (severity ERROR); see `publish.Draft.commit`."""
+    return [c.name for c in checks if not c.passed and c.severity == "ERROR"]
+
+
+def publication(uri: str, rejected: list[str]) -> dict[str, MetadataValue]:
+    """Metadata saying whether this version became current, and why not."""
+    meta = {"published": json_value(not rejected)}
+    if rejected:
+        meta["not_published_because"] = md(
+            f"Blocking checks failed: {', '.join(rejected)}. The version is kept at `{uri}` for inspection; "
+            "the previous version stays current."
+        )
+    return meta

@@ -1,0 +1,13 @@
+"""The job the discovery sensor and backfills run: the whole chain for one drive."""
+
+import dagster as dg
+
+from rosbag_assets.defs.drives import extracted_frames, raw_bags
+from rosbag_assets.defs.labels import lane_labels, object_labels
+
+drive_assets = [raw_bags, extracted_frames, object_labels, lane_labels]
+process_drive = dg.define_asset_job(
+    "process_drive",
+    selection=dg.AssetSelection.assets(*drive_assets),
+    description="Inventory, extract, label objects and lanes for one drive.",
+)

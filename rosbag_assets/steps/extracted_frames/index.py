@@ -1,0 +1,172 @@
+"""Per-bag index parts, merged into the drive's ``index.parquet``, checked and committed."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import defaultdict
+from typing import Any
+
+import pandas as pd
+
+from rosbag_assets.io import publish
+from rosbag_assets.io.drives import BagRef
+from rosbag_assets.io.storage import FileInfo
+from rosbag_assets.steps import report
+from rosbag_assets.steps.extracted_frames.bag import BagExtraction
+from rosbag_assets.steps.extracted_frames.options import INDEX_COLUMNS, ExtractedFramesOptions
+
+
+def _part_key(bag: BagRef) -> str:
+    return f"index/part-{bag.slug}.parquet"
+
+
+def write_part(staging: publish.Draft, bag: BagRef, extraction: BagExtraction) -> None:
+    """Store a bag's index rows and report inside the (uncommitted) version."""
+    frame = pd.DataFrame(extraction.rows, columns=[c for c in INDEX_COLUMNS if c != "path"])
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    staging.write_bytes(_part_key(bag), buf.getvalue())
+    bag_report = {
+        "bag": extraction.bag,
+        "skipped_rate": extraction.skipped_rate,
+        "skipped_window": extraction.skipped_window,
+        "errors": extraction.errors,
+        "topics_seen": extraction.topics_seen,
+        "seconds": extraction.seconds,
+    }
+
+    staging.write_bytes(f"index/part-{bag.slug}.json", json.dumps(bag_report).encode())
+
+
+def bags_from_inventory(manifest: dict[str, Any]) -> list[BagRef]:
+    """The readable bags recorded by the committed `raw_bags` version."""
+    return [
+        BagRef(b["name"], b["format"], [FileInfo(k, 0, "") for k in b["keys"]], b.get("has_metadata", False))
+        for b in manifest["bags"]
+        if b["ok"]
+    ]
+
+
+def commit_extracted_frames(
+    *,
+    drive: str,
+    staging: publish.Draft,
+    bags: list[BagRef],
+    opts: ExtractedFramesOptions,
+    log: report.StepLog,
+    elapsed_s: float | None = None,
+) -> report.StepResult:
+    """Merge per-bag parts into ``index.parquet``, evaluate checks and commit the version."""
+
+    frames, reports = [], []
+    for bag in bags:
+        try:
+            frames.append(
+                pd.read_parquet(io.BytesIO(staging.storage.read_bytes(staging.key(_part_key(bag)))))
+            )
+            reports.append(json.loads(staging.storage.read_bytes(staging.key(f"index/part-{bag.slug}.json"))))
+        except FileNotFoundError as exc:
+            raise RuntimeError(
+                f"bag {bag.name}: its extraction part is missing from {staging.uri()}"
+            ) from exc
+    index = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=INDEX_COLUMNS)
+    root = staging.uri().rstrip("/")
+    index["path"] = [f"{root}/{k}" for k in index["data_key"]]
+    index = index[INDEX_COLUMNS].sort_values(["bag", "topic", "stamp_ns", "frame_key"], ignore_index=True)
+    buf = io.BytesIO()
+    index.to_parquet(buf, index=False)
+    staging.write_bytes("index.parquet", buf.getvalue())
+
+    topics_seen: dict[str, int] = defaultdict(int)
+    for rep in reports:
+        for topic, count in rep["topics_seen"].items():
+            topics_seen[topic] += count
+    per_topic = index.groupby("topic").agg(
+        frames=("frame_key", "size"), bytes=("bytes", "sum"), width=("width", "max"), height=("height", "max")
+    )
+    per_topic_rows = [
+        {
+            "topic": t,
+            "messages": topics_seen.get(t, 0),
+            "frames": int(per_topic.loc[t, "frames"]) if t in per_topic.index else 0,
+            "bytes": int(per_topic.loc[t, "bytes"]) if t in per_topic.index else 0,
+            "size": f"{int(per_topic.loc[t, 'width'])}x{int(per_topic.loc[t, 'height'])}"
+            if t in per_topic.index
+            else "",
+        }
+        for t in sorted(set(topics_seen) | set(per_topic.index))
+    ]
+    errors = [e for rep in reports for e in rep["errors"]]
+    silent = [t["topic"] for t in per_topic_rows if t["messages"] > 0 and t["frames"] == 0]
+    empty = [t["topic"] for t in per_topic_rows if t["messages"] == 0]
+    if opts.topics:
+        missing = sorted(set(opts.topics) - set(topics_seen))
+        for topic in missing:
+            log.warning(f"drive {drive}: requested topic {topic} is in none of the bags")
+        silent += missing
+    for topic in empty:
+        log.warning(f"drive {drive}: image topic {topic} has no messages")
+
+    checks = [
+        report.CheckOutcome(
+            "every_image_topic_has_frames",
+            passed=not silent,
+            description="every image topic with messages produced at least one frame",
+            metadata={
+                "topics_without_frames": report.json_value(sorted(set(silent))),
+                "empty_topics": report.json_value(empty),
+            },
+        ),
+        report.CheckOutcome(
+            "no_extraction_errors",
+            passed=not errors,
+            severity="WARN",
+            description="no bag or topic failed to read or decode",
+            metadata={"errors": report.json_value(errors)},
+        ),
+    ]
+    manifest = {"drive": drive, "frames": len(index), "options": opts.model_dump(), "errors": errors}
+    rejected = report.blocking_failures(checks)
+    uri = staging.commit(manifest, rejected)
+    log.info(f"{'committed' if not rejected else 'kept (not published)'} {len(index)} frames at {uri}")
+    total_bytes = int(index["bytes"].sum()) if len(index) else 0
+    metadata = {
+        "frames": report.integer(len(index)),
+        "bytes": report.integer(total_bytes),
+        "topics": report.integer(len(per_topic_rows)),
+        "bags": report.integer(len(bags)),
+        "frames_per_topic": report.table(
+            per_topic_rows,
+            [
+                ("topic", "string"),
+                ("messages", "int"),
+                ("frames", "int"),
+                ("bytes", "int"),
+                ("size", "string"),
+            ],
+        ),
+        "skipped_by_rate": report.integer(sum(rep["skipped_rate"] for rep in reports)),
+        "skipped_by_window": report.integer(sum(rep["skipped_window"] for rep in reports)),
+        "index": report.uri_value(staging.uri("index.parquet")),
+        "frames_root": report.uri_value(uri),
+        "layout": report.text(opts.layout),
+        "stored_objects": report.integer(int(index["data_key"].nunique()) if len(index) else 0),
+        "options": report.json_value(opts.model_dump()),
+    }
+    if elapsed_s is not None:
+        metadata["elapsed_s"] = report.number(elapsed_s)
+        metadata["frames_per_s"] = report.number(len(index) / elapsed_s if elapsed_s else 0.0)
+    if errors:
+        metadata["problems"] = report.md("\n".join(f"- {e}" for e in errors))
+    metadata.update(report.publication(uri, rejected))
+    return report.StepResult(metadata=metadata, checks=checks, data_version=_index_version(index))
+
+
+def _index_version(index: pd.DataFrame) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, size in zip(index["frame_key"], index["bytes"], strict=True):
+        h.update(f"{key}\0{size}\n".encode())
+    return h.hexdigest()[:16]

@@ -2,8 +2,9 @@
 
 rosbags reads an MCAP only when it ends in a footer and uses the ros2 profile. A recording cut short keeps
 every record before the cut, so the `mcap` package's StreamReader reads records one after another from the
-start, and a record is only used once it is whole (a short read stops the scan). Two passes: the first finds schemas, channels, counts and where the file stops (channels
-must be known before the caller picks topics); the second yields messages. Messages come in file order,
+start, and a record is only used once it is whole (a short read stops the scan). Two passes: the first
+finds schemas, channels, counts and where the file stops (channels must be known before the caller picks
+topics); the second yields messages. Messages come in file order,
 not log-time order as rosbags' indexed read gives them. Chunk CRCs are checked.
 
 ROS1-profile MCAP (``ros1msg`` schemas, ROS1 wire bytes, as mcap-ros1-support writes) carries the same message

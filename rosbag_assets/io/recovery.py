@@ -182,6 +182,8 @@ def open_messages(
     carry no message definitions (default: the project's ROS2 Humble store).
     """
     path = Path(path)
+    if not path.exists():
+        raise BagRecoveryError(f"{path}: no such file or folder")
     default = default_typestore or DEFAULT_TYPESTORE
     kind = _kind(path)
     try:

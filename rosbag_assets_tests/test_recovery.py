@@ -372,3 +372,15 @@ def test_unchunked_mcap_never_yields_a_cut_message(tmp_path: Path) -> None:
         got, report = read_all(path)
         assert [raw for _, _, raw in got] == [bytes(p) for p in payloads[:keep]]
         assert report.messages == keep and report.stop_offset <= at
+
+
+def test_closing_early_releases_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "ros1.mcap"
+    write_ros1_mcap(path, 10)
+    cut(path, path, path.stat().st_size * 2 // 3)
+    _, stream, report = open_messages(path)
+    next(stream)
+    stream.close()
+    assert list(stream) == [] and report.mode == "mcap-ros1"
+    with pytest.raises(BagRecoveryError, match=r"absent\.bag: no such file"):
+        open_messages(tmp_path / "absent.bag")

@@ -161,7 +161,9 @@ class MessageStream:
 
     def close(self) -> None:
         close, self._close = self._close, None
-        self._messages = iter(())
+        messages, self._messages = self._messages, iter(())
+        if hasattr(messages, "close"):  # a generator: its own files close with it
+            messages.close()
         if close is not None:
             close()
 

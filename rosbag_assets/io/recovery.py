@@ -34,7 +34,7 @@ from rosbag_assets.io.recovery_mcap import MAGIC as MCAP_MAGIC
 from rosbag_assets.io.recovery_mcap import McapRecovery
 from rosbag_assets.io.recovery_ros1 import MAGIC as ROS1_MAGIC
 from rosbag_assets.io.recovery_ros1 import ReindexedReader
-from rosbag_assets.jobs.bagio import DEFAULT_TYPESTORE, BagReadError, describe_error
+from rosbag_assets.io.bags import DEFAULT_TYPESTORE, BagReadError, describe_error
 
 MODES = ("normal", "reindexed", "sequential", "mcap-ros1")
 Message = tuple[Connection, int, Any]

@@ -17,9 +17,9 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag1 import Reader as Ros1Reader
 from rosbags.rosbag1.reader import decompressors
 
+from rosbag_assets.io.mapped import mapped_messages
 from rosbag_assets.io.recovery import BagRecoveryError, open_messages
 from rosbag_assets.steps.extracted_frames import parse_image_message
-from rosbag_assets.io.mapped import mapped_messages
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bags" / "ros1"
 U32 = struct.Struct("<I")

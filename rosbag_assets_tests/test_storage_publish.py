@@ -87,6 +87,7 @@ def test_failed_blocking_check_never_becomes_current(storage) -> None:
     bad.write_bytes("labels.parquet", b"bad")
     bad.commit({"labels": 0}, blocking_failures=["boxes_inside_image"])
     version, manifest = publish.require_current(storage, prefix)
+    assert manifest["labels"] == 3
     assert version.version == good.version and storage.read_bytes(version.key("labels.parquet")) == b"good"
     kept = json.loads(storage.read_bytes(bad.key("manifest.json")))
     assert kept["status"] == "rejected" and kept["failed_blocking_checks"] == ["boxes_inside_image"]

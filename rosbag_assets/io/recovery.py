@@ -30,11 +30,11 @@ from rosbags.rosbag1 import Reader as Ros1Reader
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from rosbag_assets.io.bags import DEFAULT_TYPESTORE, BagReadError, describe_error
 from rosbag_assets.io.recovery_mcap import MAGIC as MCAP_MAGIC
 from rosbag_assets.io.recovery_mcap import McapRecovery
 from rosbag_assets.io.recovery_ros1 import MAGIC as ROS1_MAGIC
 from rosbag_assets.io.recovery_ros1 import ReindexedReader
-from rosbag_assets.io.bags import DEFAULT_TYPESTORE, BagReadError, describe_error
 
 MODES = ("normal", "reindexed", "sequential", "mcap-ros1")
 Message = tuple[Connection, int, Any]

@@ -25,14 +25,29 @@ def _both(path: Path, topics: set[str] | None = None) -> tuple[list, list | None
     return expected, got
 
 
-@pytest.mark.parametrize(
-    "name", sorted(p.name for p in ROS1_BAGS.glob("*.bag")) if ROS1_BAGS.is_dir() else []
-)
-def test_real_ros1_bags_read_identically_or_decline(name: str) -> None:
-    shared("bags")
-    expected, got = _both(ROS1_BAGS / name)
-    if got is not None:
-        assert got == expected and expected
+# Which real bags the zero-copy reader must map (uncompressed chunks) and which it must leave to rosbags.
+MAPPED_REAL_BAGS = [
+    "duckietown_sim_compressed.bag",
+    "get_images_tiny.bag",
+    "ros_numpy_test.bag",
+    "rosbagjs_example-unsorted-chunks.bag",
+    "rosbagjs_example.bag",
+    "tiny_svo.bag",
+]
+DECLINED_REAL_BAGS = ["rosbagjs_example-bz2.bag", "rosbagjs_example-lz4.bag", "rosbagjs_no-messages.bag"]
+
+
+@pytest.mark.parametrize("name", MAPPED_REAL_BAGS)
+def test_real_uncompressed_ros1_bags_are_mapped_and_read_identically(name: str) -> None:
+    expected, got = _both(shared("bags", "ros1", name))
+    assert got is not None, f"{name}: the fast reader declined an uncompressed bag"
+    assert got == expected and expected
+
+
+@pytest.mark.parametrize("name", DECLINED_REAL_BAGS)
+def test_compressed_or_empty_real_bags_are_left_to_rosbags(name: str) -> None:
+    _, got = _both(shared("bags", "ros1", name))
+    assert got is None
 
 
 def _messages(fmt: str) -> dict:

@@ -220,3 +220,19 @@ def test_launchpad_config_is_the_step_options_model() -> None:
         ExtractedFramesOptions.from_dict({"jpeg_quality": 0})
     with pytest.raises(ValueError, match="extra"):
         ExtractedFramesOptions.from_dict({"jpeg_qualty": 80})
+
+
+def test_only_defs_and_compute_import_dagster() -> None:
+    """The layout's promise: steps, io, vision and demo are plain Python (the entry point speaks dagster-pipes)."""
+    import re
+
+    package = REPO_ROOT / "rosbag_assets"
+    offenders = []
+    for path in package.rglob("*.py"):
+        top = path.relative_to(package).parts[0]
+        if top in ("defs", "compute"):
+            continue
+        for line in path.read_text().splitlines():
+            if re.match(r"\s*(import dagster\b|from dagster(\.| import))", line):
+                offenders.append(f"{path.relative_to(REPO_ROOT)}: {line.strip()}")
+    assert not offenders, offenders

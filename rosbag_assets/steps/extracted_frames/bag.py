@@ -165,7 +165,7 @@ def extract_bag(
                     try:
                         msg = parse_image_message(rawdata, conn.msgtype, ros2)
                     except (ValueError, IndexError, struct.error, UnicodeDecodeError):
-                        msg = reader.deserialize(bytes(rawdata), conn.msgtype)
+                        msg = reader.deserialize(rawdata, conn.msgtype)
                 except Exception as exc:
                     failed_topics[conn.topic] = (
                         f"{uri} topic {conn.topic}: cannot deserialize ({describe_error(exc)})"

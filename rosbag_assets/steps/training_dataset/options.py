@@ -16,31 +16,34 @@ class TrainingDatasetOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    drives: list[str] | None = None  # None: every drive in the frames given
-    topics: list[str] | None = None  # None: every colour image topic
-    classes: list[str] | None = None  # kept class names AFTER class_map, in dataset id order; None: all seen
-    class_map: dict[str, str] = Field(
-        default_factory=dict
-    )  # detector name -> dataset name, e.g. bus -> vehicle
-    min_confidence: float = Field(0.25, ge=0.0, le=1.0)  # model rows below are dropped (reviewed rows never)
-    keep_empty: bool = (
-        False  # frames without kept boxes as background images (only if every frame was labelled)
-    )
+    # None: every drive / colour image topic of the frames given
+    drives: list[str] | None = None
+    topics: list[str] | None = None
+    # kept class names AFTER class_map, in dataset id order; None: every class seen, sorted by name
+    classes: list[str] | None = None
+    # detector name -> dataset name, e.g. {"bus": "vehicle", "car": "vehicle"}
+    class_map: dict[str, str] = Field(default_factory=dict)
+    # model rows below are dropped; reviewed rows never are
+    min_confidence: float = Field(0.25, ge=0.0, le=1.0)
+    # frames without kept boxes as background images: only right when every frame was labelled
+    keep_empty: bool = False
     split_by: Literal["drive", "time_block"] = "time_block"
-    block_s: float = Field(30.0, gt=0)  # length of a time block when split_by == "time_block"
-    guard_s: float = Field(2.0, ge=0)  # frames of different splits in one drive are at least this far apart
-    split_method: Literal["balanced", "stable"] = "balanced"  # stable: a group keeps its split as data grows
+    block_s: float = Field(30.0, gt=0)
+    # frames of different splits in one drive are at least this far apart (time_block only)
+    guard_s: float = Field(2.0, ge=0)
+    # balanced: fractions met closely; stable: a group keeps its split as more drives are added
+    split_method: Literal["balanced", "stable"] = "balanced"
     fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
     seed: int = 0
-    dedupe_threshold: float | None = Field(
-        1.0, ge=0
-    )  # mean grey-level change on a 64x36 thumbnail; None: off
+    # mean grey-level change on a 64x36 thumbnail below which a frame is a duplicate (see dedupe.py); None: off
+    dedupe_threshold: float | None = Field(0.8, ge=0)
     formats: list[Format] = Field(default_factory=lambda: ["yolo", "coco"])
-    use_reviewed: bool = True  # reviewed labels replace model labels on every frame that has any
-    source_ref_prefix: str | None = (
-        None  # where images/ will live (s3://bucket/prefix) for GT and Label Studio
-    )
-    gt_label_attribute: str = "prelabels"  # SageMaker Ground Truth label attribute of the pre-annotations
+    # reviewed labels replace model labels on every frame that has any
+    use_reviewed: bool = True
+    # where images/ will live (s3://bucket/prefix), for Ground Truth and Label Studio; None: local paths
+    source_ref_prefix: str | None = None
+    # SageMaker Ground Truth label attribute of the pre-annotations
+    gt_label_attribute: str = "prelabels"
     preview_tiles: int = Field(12, ge=0)
 
     @field_validator("fractions")

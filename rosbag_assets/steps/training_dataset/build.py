@@ -102,7 +102,7 @@ class DatasetResult:
                 self.stats.to_dict("records"),
                 [("split", "string"), ("class_name", "string"), ("images", "int"), ("boxes", "int")],
             ),
-            "formats": r.json_value(self.files and sorted(self.files)),
+            "formats": r.json_value(sorted(self.files)),
             "elapsed_s": r.number(self.seconds),
         }
         for split, rel in self.previews.items():
@@ -145,7 +145,8 @@ def build_dataset(
 
     `frames`: a frame index (README `extracted_frames`); `labels`: object label rows (README `object_labels`);
     `read_bytes(row)`: the encoded bytes of an index row (a shard range, a file, anything); `reviewed`:
-    `reviewed_labels` rows that replace model rows on their frames. Every frame is read exactly once.
+    `reviewed_labels` rows that replace model rows on their frames. Every frame is read exactly once, on a
+    thread pool, so `read_bytes` must be thread-safe (a boto3 client and local files are).
     """
     t0 = time.perf_counter()
     opts = options if isinstance(options, TrainingDatasetOptions) else TrainingDatasetOptions(**options)

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from rosbag_assets.jobs import result as r
-from rosbag_assets.jobs.preview import markdown_image
+from rosbag_assets.steps import result as r
+from rosbag_assets.vision.preview import markdown_image
 from rosbag_assets.steps.training_dataset.coco import write_coco
 from rosbag_assets.steps.training_dataset.cvat import write_cvat
 from rosbag_assets.steps.training_dataset.dedupe import DedupeReport, ReadBytes, dedupe_frames

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rosbag_assets.jobs.preview import class_colour
+from rosbag_assets.vision.preview import class_colour
 from rosbag_assets.steps.training_dataset.options import SPLITS
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import pandas as pd
 
-from rosbag_assets.jobs import preview
+from rosbag_assets.vision import preview
 from rosbag_assets.steps.training_dataset.options import SPLITS
 
 

@@ -14,7 +14,6 @@ from typing import Any
 import pandas as pd
 
 from rosbag_assets.steps import result as r
-from rosbag_assets.vision.preview import markdown_image
 from rosbag_assets.steps.training_dataset.coco import write_coco
 from rosbag_assets.steps.training_dataset.cvat import write_cvat
 from rosbag_assets.steps.training_dataset.dedupe import DedupeReport, ReadBytes, dedupe_frames
@@ -25,6 +24,7 @@ from rosbag_assets.steps.training_dataset.select import FRAME_KEY, select_boxes
 from rosbag_assets.steps.training_dataset.split import SplitReport, assign_splits
 from rosbag_assets.steps.training_dataset.stats import class_stats, split_totals, write_previews
 from rosbag_assets.steps.training_dataset.yolo import write_yolo
+from rosbag_assets.vision.preview import markdown_image
 
 IMAGE_COLUMNS = [
     "image_id",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from rosbag_assets.vision.preview import class_colour
 from rosbag_assets.steps.training_dataset.options import SPLITS
+from rosbag_assets.vision.preview import class_colour
 
 
 def _colour(class_id: int) -> str:

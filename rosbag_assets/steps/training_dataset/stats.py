@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import pandas as pd
 
-from rosbag_assets.vision import preview
 from rosbag_assets.steps.training_dataset.options import SPLITS
+from rosbag_assets.vision import preview
 
 
 def class_stats(images: pd.DataFrame, boxes: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:

@@ -156,6 +156,8 @@ def _run(
     res = run_extracted_frames(
         drive=drive.name, source=LocalStorage(drive), output=out, options=options, log=log
     )
+    if not res.metadata["published"]["raw_value"]:  # a blocking check failed: read the kept version
+        return out, pd.read_parquet(res.metadata["index"]["raw_value"]), log, res
     return out, _read(out, drive.name, "extracted_frames", "index.parquet"), log, res
 
 
@@ -223,6 +225,9 @@ def test_unknown_encoding_and_topic_without_messages(tmp_path: Path) -> None:
     checks = {c.name: c for c in res.checks}
     assert not checks["every_image_topic_has_frames"].passed  # /cam/weird had messages but no frames
     assert not checks["no_extraction_errors"].passed
+    # a failed blocking check: the version is kept for inspection but never made current
+    assert publish.current(LocalStorage(tmp_path / "out"), "bad/extracted_frames") is None
+    assert "every_image_topic_has_frames" in res.metadata["not_published_because"]["raw_value"]
 
 
 def test_failed_run_keeps_the_published_version(tmp_path: Path) -> None:

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline-frames", type=int, default=40, help="frames per topic the baseline encodes"
     )
-    parser.add_argument("--skip", default="", help="comma separated: extract,parallel,detect,scan")
+    parser.add_argument("--skip", default="", help="comma separated: extract,parallel,wire,detect,scan")
     parser.add_argument("--drives", type=int, default=10_000, help="drives in the landing root for the scan")
     parser.add_argument("--detect-frames", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3, help="runs per workload; the median is reported")
@@ -217,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         results["parallel"] = bench_bag_workers(min(sizes), work, args.repeat)
         print("\n## bags in parallel (bag_workers), JPEG pass-through")
         print_table([results["parallel"]], list(results["parallel"]))
+    if "wire" not in skip:
+        from bench.wire_parser import main as bench_wire
+
+        print("\n## wire parser: hand-written Image/CompressedImage parser vs rosbags on a memoryview")
+        bench_wire(["--mb", str(int(min(sizes) * 1024)), "--repeat", str(args.repeat)])
     if "detect" not in skip:
         from bench.detect import bench_detect
 

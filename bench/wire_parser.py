@@ -2,7 +2,7 @@
 memoryview (zero-copy), end to end, interleaved in one run. Decides whether the hand-written parser stays
 (issue: keep it only if the whole extraction is >= 10% faster with it).
 
-    python -m bench.wire_parser --mb 300 --repeat 3
+    python -m bench.wire_parser --mb 300 --repeat 3    (also a section of `make bench`)
 """
 
 from __future__ import annotations

@@ -51,12 +51,12 @@ class DriveStorage(dg.ConfigurableResource):
         return landing.uri(drive)
 
     def step_params(
-        self, step: str, drive: str, run_id: str, options: dict[str, Any] | None = None
+        self, step: str, drive: str | None, run_id: str, options: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """The plain parameters every compute target hands to the step entry point."""
+        """The plain parameters every compute target hands to the step entry point (`drive` None: not per drive)."""
         params = {
             "step": step,
-            "drive": validate_drive_name(drive),
+            "drive": validate_drive_name(drive) if drive is not None else None,
             "output": self.output_root,
             "s3_endpoint_url": self.s3_endpoint_url,
             "run_id": run_id,

@@ -26,7 +26,8 @@ from rosbag_assets.io.storage import storage_from_uri
 from rosbag_assets.steps import report
 from rosbag_assets.steps.runtime import configure_runtime
 
-STEPS = ("raw_bags", "extracted_frames", "object_labels", "lane_labels")
+DRIVE_STEPS = ("raw_bags", "extracted_frames", "object_labels", "lane_labels")
+STEPS = (*DRIVE_STEPS, "training_dataset")
 
 
 def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> report.StepResult:
@@ -35,16 +36,19 @@ def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> re
     step = params.get("step")
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; expected one of {STEPS}")
-    drive = validate_drive_name(params["drive"])
     endpoint = params.get("s3_endpoint_url")
     output = storage_from_uri(params["output"], endpoint_url=endpoint)
     common = {
-        "drive": drive,
         "output": output,
         "options": params.get("options") or {},
         "run_id": params.get("run_id"),
         "log": log or report.default_log(),
     }
+    if step == "training_dataset":
+        from rosbag_assets.steps.training_dataset.run import run_training_dataset
+
+        return run_training_dataset(endpoint_url=endpoint, **common)
+    common["drive"] = validate_drive_name(params["drive"])
     if step == "raw_bags":
         from rosbag_assets.steps.raw_bags import run_raw_bags
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from rosbag_assets.steps import result as r
+from rosbag_assets.steps import report
 from rosbag_assets.steps.training_dataset.coco import write_coco
 from rosbag_assets.steps.training_dataset.cvat import write_cvat
 from rosbag_assets.steps.training_dataset.dedupe import DedupeReport, ReadBytes, dedupe_frames
@@ -85,29 +85,29 @@ class DatasetResult:
             "previews": self.previews,
         }
 
-    def metadata(self) -> dict[str, r.MetadataValue]:
+    def metadata(self) -> dict[str, report.MetadataValue]:
         """Dagster metadata (Pipes wire format) for the materialization."""
         meta = {
-            "images": r.integer(len(self.images)),
-            "boxes": r.integer(len(self.boxes)),
-            "classes": r.json_value(self.class_names),
-            "duplicates_dropped": r.integer(self.dedupe.dropped),
-            "guard_dropped": r.integer(self.split.guard_dropped),
-            "fractions_achieved": r.json_value({k: round(v, 4) for k, v in self.split.achieved.items()}),
-            "per_split": r.table(
+            "images": report.integer(len(self.images)),
+            "boxes": report.integer(len(self.boxes)),
+            "classes": report.json_value(self.class_names),
+            "duplicates_dropped": report.integer(self.dedupe.dropped),
+            "guard_dropped": report.integer(self.split.guard_dropped),
+            "fractions_achieved": report.json_value({k: round(v, 4) for k, v in self.split.achieved.items()}),
+            "per_split": report.table(
                 [{"split": s, **t} for s, t in self.totals.items()],
                 [("split", "string"), ("images", "int"), ("boxes", "int"), ("empty_images", "int")],
             ),
-            "per_class": r.table(
+            "per_class": report.table(
                 self.stats.to_dict("records"),
                 [("split", "string"), ("class_name", "string"), ("images", "int"), ("boxes", "int")],
             ),
-            "formats": r.json_value(sorted(self.files)),
-            "elapsed_s": r.number(self.seconds),
+            "formats": report.json_value(sorted(self.files)),
+            "elapsed_s": report.number(self.seconds),
         }
         for split, rel in self.previews.items():
             data = (self.out_dir / rel).read_bytes()
-            meta[f"preview_{split}"] = r.md(markdown_image(data, f"{split} preview"))
+            meta[f"preview_{split}"] = report.md(markdown_image(data, f"{split} preview"))
         return meta
 
 

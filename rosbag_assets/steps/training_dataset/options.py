@@ -16,35 +16,70 @@ class TrainingDatasetOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # None: every drive / colour image topic of the frames given
-    drives: list[str] | None = None
-    topics: list[str] | None = None
-    # kept class names AFTER class_map, in dataset id order; None: every class seen, sorted by name
-    classes: list[str] | None = None
-    # detector name -> dataset name, e.g. {"bus": "vehicle", "car": "vehicle"}
-    class_map: dict[str, str] = Field(default_factory=dict)
-    # model rows below are dropped; reviewed rows never are
-    min_confidence: float = Field(0.25, ge=0.0, le=1.0)
-    # frames without kept boxes as background images: only right when every frame was labelled
-    keep_empty: bool = False
-    split_by: Literal["drive", "time_block"] = "time_block"
-    block_s: float = Field(30.0, gt=0)
-    # frames of different splits in one drive are at least this far apart (time_block only)
-    guard_s: float = Field(2.0, ge=0)
-    # balanced: fractions met closely; stable: a group keeps its split as more drives are added
-    split_method: Literal["balanced", "stable"] = "balanced"
-    fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
-    seed: int = 0
-    # mean grey-level change on a 64x36 thumbnail below which a frame is a duplicate (see dedupe.py); None: off
-    dedupe_threshold: float | None = Field(0.8, ge=0)
-    formats: list[Format] = Field(default_factory=lambda: ["yolo", "coco"])
-    # reviewed labels replace model labels on every frame that has any
-    use_reviewed: bool = True
-    # where images/ will live (s3://bucket/prefix), for Ground Truth and Label Studio; None: local paths
-    source_ref_prefix: str | None = None
-    # SageMaker Ground Truth label attribute of the pre-annotations
-    gt_label_attribute: str = "prelabels"
-    preview_tiles: int = Field(12, ge=0)
+    name: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="Dataset name; published under datasets/<name>/training_dataset.",
+    )
+    drives: list[str] | None = Field(
+        default=None, description="Drives to build from; default: every drive with published object labels."
+    )
+    topics: list[str] | None = Field(default=None, description="Camera topics; default: every colour topic.")
+    classes: list[str] | None = Field(
+        default=None,
+        description="Kept class names after class_map, in dataset id order; default: every class seen, by name.",
+    )
+    class_map: dict[str, str] = Field(
+        default_factory=dict,
+        description='Detector name -> dataset name, e.g. {"bus": "vehicle", "car": "vehicle"}.',
+    )
+    min_confidence: float = Field(
+        0.25, ge=0.0, le=1.0, description="Model labels below this are dropped; reviewed labels never are."
+    )
+    keep_empty: bool = Field(
+        default=False,
+        description="Keep frames without boxes as background images (only right when every frame was labelled).",
+    )
+    split_by: Literal["drive", "time_block"] = Field(
+        default="time_block", description="Split whole drives, or blocks of block_s seconds within drives."
+    )
+    block_s: float = Field(30.0, gt=0, description="Length of a time block (split_by: time_block).")
+    guard_s: float = Field(
+        2.0,
+        ge=0,
+        description="Frames of different splits in one drive are at least this far apart (seconds).",
+    )
+    split_method: Literal["balanced", "stable"] = Field(
+        default="balanced",
+        description="balanced: fractions met closely; stable: a group keeps its split as drives are added.",
+    )
+    fractions: dict[str, float] = Field(
+        default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1},
+        description="Target fraction of frames per split (train/val/test, summing to 1).",
+    )
+    seed: int = Field(default=0, description="Seed of the split assignment (deterministic).")
+    dedupe_threshold: float | None = Field(
+        0.8,
+        ge=0,
+        description="Mean grey-level change on a 64x36 thumbnail below which a frame duplicates the last kept "
+        "one of its topic (a stationary car at 10 Hz); null: keep every frame.",
+    )
+    formats: list[str] = Field(
+        default_factory=lambda: ["yolo", "coco"],
+        description="Exports: yolo, coco, sagemaker_gt (Ground Truth input manifest), label_studio, cvat.",
+    )
+    use_reviewed: bool = Field(
+        default=True, description="Reviewed labels replace model labels on every frame that has any."
+    )
+    source_ref_prefix: str | None = Field(
+        default=None,
+        description="Where images/ will live (s3://bucket/prefix) for Ground Truth and Label Studio; "
+        "default: the published dataset's own images/ folder.",
+    )
+    gt_label_attribute: str = Field(
+        default="prelabels", description="SageMaker Ground Truth label attribute of the pre-annotations."
+    )
+    preview_tiles: int = Field(12, ge=0, description="Frames per split in the preview contact sheets.")
 
     @field_validator("fractions")
     @classmethod
@@ -59,6 +94,9 @@ class TrainingDatasetOptions(BaseModel):
     @field_validator("formats")
     @classmethod
     def _formats(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(FORMATS))
+        if unknown:
+            raise ValueError(f"unknown dataset formats {unknown}; known: {list(FORMATS)}")
         return list(dict.fromkeys(value))
 
     @model_validator(mode="after")

@@ -1,0 +1,93 @@
+"""The `training_dataset` step: read the chosen drives' published frames and labels, build, publish a version.
+
+The builder (`build.py`) works on a local folder; this module feeds it from the output root (local or S3) and
+publishes the folder as one check-gated version of ``datasets/<name>/training_dataset``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rosbag_assets.io import frames, publish
+from rosbag_assets.io.storage import Storage, join_key
+from rosbag_assets.steps import report
+from rosbag_assets.steps.training_dataset.build import build_dataset
+from rosbag_assets.steps.training_dataset.options import TrainingDatasetOptions
+
+
+def dataset_prefix(name: str) -> str:
+    return join_key("datasets", name, "training_dataset")
+
+
+def published_drives(output: Storage) -> list[str]:
+    """Drives under the output root that have committed frames and object labels."""
+    return [
+        d
+        for d in output.list_dirs("")
+        if d != "datasets"
+        and publish.current(output, join_key(d, "extracted_frames")) is not None
+        and publish.current(output, join_key(d, "object_labels")) is not None
+    ]
+
+
+def _drive_tables(output: Storage, drive: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    _, index = frames.committed_frames(output, drive)
+    labels_version, _ = publish.require_current(output, join_key(drive, "object_labels"))
+    return index, labels_version.read_parquet("labels.parquet")
+
+
+def run_training_dataset(
+    *,
+    output: Storage,
+    options: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    log: report.StepLog | None = None,
+    endpoint_url: str | None = None,
+) -> report.StepResult:
+    """Build the dataset `options.name` from `options.drives` (default: every drive with labels) and publish it."""
+    log = log or report.default_log()
+    opts = TrainingDatasetOptions.model_validate(dict(options or {}))
+    drives = opts.drives or published_drives(output)
+    if not drives:
+        raise ValueError(f"{output.root_uri}: no drive has committed extracted_frames and object_labels yet")
+    tables = [_drive_tables(output, d) for d in drives]
+    index = pd.concat([t[0] for t in tables], ignore_index=True)
+    labels = pd.concat([t[1] for t in tables], ignore_index=True)
+    log.info(
+        f"training_dataset {opts.name}: {len(index)} frames, {len(labels)} labels from {len(drives)} drives"
+    )
+
+    def read_bytes(row: dict[str, Any]) -> bytes:
+        return frames.read_indexed_bytes(row, endpoint_url=endpoint_url)
+
+    with tempfile.TemporaryDirectory(prefix="training-dataset-") as tmp:
+        folder = Path(tmp) / "dataset"
+        result = build_dataset(index, labels, read_bytes, opts, folder, log=log.info)
+        draft = publish.begin(output, dataset_prefix(opts.name), run_id)
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            draft.renew_lease()
+            output.upload_file(path, draft.key(path.relative_to(folder).as_posix()))
+        built = result.metadata()  # reads the preview sheets: before the folder goes
+    train = result.images[result.images["split"] == "train"] if len(result.images) else result.images
+    checks = [
+        report.CheckOutcome(
+            "dataset_has_training_data",
+            passed=len(train) > 0 and len(result.boxes) > 0,
+            description=f"dataset {opts.name}: the train split holds images with boxes",
+            metadata={"train_images": report.integer(len(train)), "boxes": report.integer(len(result.boxes))},
+        )
+    ]
+    rejected = report.blocking_failures(checks)
+    uri = draft.commit({"name": opts.name, "drives": drives, "options": opts.model_dump()}, rejected)
+    metadata = {
+        **built,
+        "dataset_uri": report.uri_value(uri),
+        "data_yaml": report.uri_value(draft.uri("data.yaml")),
+        "drives": report.json_value(drives),
+        **report.publication(uri, rejected),
+    }
+    return report.StepResult(metadata=metadata, checks=checks)

@@ -143,6 +143,9 @@ def test_rendered_plates_are_hidden_at_720p_and_4k(bdd_plates: list[PlateFrame])
     for f in bdd_plates:
         ((_, regions),) = list(anon.process([f.image], [f.vehicles]))
         assert all(r.kind == "plate" and r.source == "ppocr-det" for r in regions)
+        for i, a in enumerate(regions):  # a plate seen from two overlapping vehicle crops is one region
+            for b in regions[i + 1 :]:
+                assert max(coverage(a.box, [b], f.image.shape), coverage(b.box, [a], f.image.shape)) < 0.5
         plate_hits += hidden(f.plates, regions, f.image.shape)
         char_hits += hidden(f.characters, regions, f.image.shape)
     assert len(plate_hits) == 22
@@ -174,6 +177,19 @@ def test_only_pixels_inside_regions_change(anonymizer: Anonymizer) -> None:
             assert changed.mean() > 0.9, (method, r, changed.mean())
         assert np.array_equal(out[~inside], img[~inside]), method
         assert out.shape == img.shape and out.dtype == img.dtype
+
+
+def test_mono_frames_stay_mono() -> None:
+    img = cv2.cvtColor(cv2.imread(str(ultralytics_assets() / "zidane.jpg")), cv2.COLOR_BGR2GRAY)
+    anon = Anonymizer(AnonymizeOptions(plates=False, face_max_side=640))
+    ((out, regions),) = list(anon.process([img]))
+    assert out.shape == img.shape and len(regions) == 2
+    inside = np.zeros(img.shape, bool)
+    for r in regions:
+        inside[r.y1 : r.y2, r.x1 : r.x2] = True
+    assert np.array_equal(out[~inside], img[~inside]) and not np.array_equal(out[inside], img[inside])
+    with pytest.raises(ValueError, match="cannot anonymize a frame of shape"):
+        anon.detect(img.astype(np.uint16))
 
 
 def test_blur_is_as_strong_on_a_4k_plate_as_on_a_vga_one() -> None:

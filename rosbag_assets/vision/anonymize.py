@@ -19,6 +19,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from rosbag_assets.jobs.detection import as_bgr
 from rosbag_assets.jobs.weights import sha256_file
 from rosbag_assets.vision.faces import CENTERFACE_NAME, CENTERFACE_PATH, CenterFaceDetector
 from rosbag_assets.vision.textdet import (
@@ -155,13 +156,13 @@ class Anonymizer:
 
     def process(
         self,
-        frames_bgr: Iterable[np.ndarray],
+        frames: Iterable[np.ndarray],
         vehicle_boxes_per_frame: Iterable[Sequence[Box]] | None = None,
     ) -> Iterator[tuple[np.ndarray, list[Region]]]:
         """(anonymized copy, regions) per frame, in order. Carrying spans this one call (one sequence)."""
         seq = self.sequence()
         boxes_iter = iter(vehicle_boxes_per_frame) if vehicle_boxes_per_frame is not None else None
-        for i, frame in enumerate(frames_bgr):
+        for i, frame in enumerate(frames):
             boxes: Sequence[Box] = ()
             if boxes_iter is not None:
                 try:
@@ -174,10 +175,16 @@ class Anonymizer:
         """A fresh per-topic state, for callers that feed frames one at a time (or interleave topics)."""
         return AnonymizeSequence(self)
 
-    def detect(self, frame_bgr: np.ndarray, vehicles: Sequence[Box] = ()) -> list[Region]:
-        """Padded regions found in one frame by the models (no carrying)."""
+    def detect(self, frame: np.ndarray, vehicles: Sequence[Box] = ()) -> list[Region]:
+        """Padded regions found in one uint8 frame (BGR, BGRA or mono) by the models (no carrying)."""
         o = self.options
-        h, w = frame_bgr.shape[:2]
+        h, w = frame.shape[:2]
+        try:
+            frame_bgr = as_bgr(frame)
+        except ValueError as exc:
+            raise ValueError(
+                f"cannot anonymize a frame of shape {frame.shape}, {frame.dtype}: {exc}"
+            ) from exc
         found: list[Region] = []
         if self.faces is not None:
             for f in self.faces.detect(frame_bgr):
@@ -195,24 +202,26 @@ class Anonymizer:
             ]
             if o.text_whole_frame:
                 texts += [(t, None) for t in self.text.detect_frame(frame_bgr, o.text_frame_max_side)]
-            for t, crop in texts:
-                if plate_like(t, crop):
-                    box = (t.x1, t.y1, t.x2, t.y2)
-                    pad = (o.plate_padding_x, o.plate_padding_y)
-                    found.append(_region(box, pad, w, h, "plate", PPOCR_DET_NAME, t.score))
+            pad = (o.plate_padding_x, o.plate_padding_y)
+            plates = [
+                _region((t.x1, t.y1, t.x2, t.y2), pad, w, h, "plate", PPOCR_DET_NAME, t.score)
+                for t, crop in texts
+                if plate_like(t, crop)
+            ]
+            found += _merge_duplicates(plates)
         return found
 
-    def hide(self, frame_bgr: np.ndarray, regions: Sequence[Region]) -> np.ndarray:
+    def hide(self, frame: np.ndarray, regions: Sequence[Region]) -> np.ndarray:
         """A copy of the frame with every region blurred or pixelated (pixels outside stay identical)."""
-        out = frame_bgr.copy()
+        out = frame.copy()
         for r in regions:
             if r.x2 - r.x1 < 1 or r.y2 - r.y1 < 1:
                 continue
             roi = out[r.y1 : r.y2, r.x1 : r.x2]
             if self.options.method == "pixelate":
-                out[r.y1 : r.y2, r.x1 : r.x2] = pixelate(roi, self.options.pixel_blocks)
+                out[r.y1 : r.y2, r.x1 : r.x2] = pixelate(roi, self.options.pixel_blocks).reshape(roi.shape)
             else:
-                out[r.y1 : r.y2, r.x1 : r.x2] = blur(roi, self.options.blur_sigma)
+                out[r.y1 : r.y2, r.x1 : r.x2] = blur(roi, self.options.blur_sigma).reshape(roi.shape)
         return out
 
 
@@ -224,12 +233,12 @@ class AnonymizeSequence:
         self.tracks: list[_Track] = []
         self.index = -1
 
-    def push(self, frame_bgr: np.ndarray, vehicles: Sequence[Box] = ()) -> tuple[np.ndarray, list[Region]]:
-        """Anonymize the next frame of this sequence."""
+    def push(self, frame: np.ndarray, vehicles: Sequence[Box] = ()) -> tuple[np.ndarray, list[Region]]:
+        """Anonymize the next frame of this sequence: (anonymized copy, regions hidden in it)."""
         self.index += 1
         o = self.anonymizer.options
-        h, w = frame_bgr.shape[:2]
-        found = self.anonymizer.detect(frame_bgr, vehicles)
+        h, w = frame.shape[:2]
+        found = self.anonymizer.detect(frame, vehicles)
         matched: set[int] = set()
         for r in found:
             best, best_iou = None, o.carry_iou
@@ -244,16 +253,16 @@ class AnonymizeSequence:
                 matched.add(best)
         regions = list(found)
         alive = []
-        for k, t in enumerate(self.tracks):
+        for t in self.tracks:
             missed = self.index - t.last_seen
-            if k in matched or missed == 0:
+            if missed == 0:  # seen in this frame: already among the found regions
                 alive.append(t)
             elif missed <= o.carry_frames:
                 alive.append(t)
                 grow = o.carry_growth * missed
                 regions.append(_region(t.box, (grow, grow), w, h, t.kind, CARRIED, t.score, t.detected_by))
         self.tracks = alive
-        return self.anonymizer.hide(frame_bgr, regions), regions
+        return self.anonymizer.hide(frame, regions), regions
 
 
 def blur(roi: np.ndarray, sigma_fraction: float) -> np.ndarray:
@@ -321,9 +330,36 @@ def _region(
     )
 
 
+def _merge_duplicates(regions: list[Region], min_overlap: float = 0.5) -> list[Region]:
+    """One region per plate: overlapping vehicle crops can see one plate twice, whole or in part. Regions
+    that overlap by at least ``min_overlap`` of the smaller one become their union (highest score kept)."""
+    merged = sorted(regions, key=lambda r: -r.score)
+    changed = True
+    while changed:
+        changed = False
+        for i, a in enumerate(merged):
+            for j in range(i + 1, len(merged)):
+                b = merged[j]
+                if _intersection(a.box, b.box) >= min_overlap * min(_area(a.box), _area(b.box)):
+                    union = (min(a.x1, b.x1), min(a.y1, b.y1), max(a.x2, b.x2), max(a.y2, b.y2))
+                    merged[i] = Region(*union, a.kind, a.source, a.score, a.detected_by)
+                    del merged[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return merged
+
+
+def _area(a: Sequence[float]) -> float:
+    return max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
+
+
+def _intersection(a: Sequence[float], b: Sequence[float]) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    inter = _intersection(a, b)
+    union = _area(a) + _area(b) - inter
     return inter / union if union > 0 else 0.0

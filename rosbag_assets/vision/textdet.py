@@ -1,12 +1,12 @@
 """Text (licence plate) detection with PP-OCRv6 small det (ONNX, Apache-2.0), shipped in ``vision/models``.
 
 The file comes from the rapidocr 3.10.0 wheel (see ``models/ppocrv6_det_small.ORIGIN.md``); rapidocr itself
-is not used. Plates are small in a dash-cam frame, so the detector runs on crops of vehicle boxes, each
-scaled to a fixed square canvas (a 60 px car and a 600 px car both reach the network at a size where its
-characters are legible to it) and batched in one call. The DB ("differentiable binarization") post-process
-is the usual one: threshold the probability map, contours, min-area rectangle, mean-probability score,
-"unclip" the shrunk text kernel back by ``area * ratio / perimeter``. A text region is kept as a plate
-when its rectangle is roughly horizontal, wider than tall, and not most of the vehicle.
+is not used. Plates are small in a dash-cam frame, so the detector runs on one square canvas per vehicle
+box: the box scaled to fit (enlarged at most a few times, so a 60 px car's plate reaches the network at a
+legible size) with the frame around it as context, all canvases in one batch. The DB ("differentiable
+binarization") post-process is the usual one: threshold the probability map, contours, min-area
+rectangle, mean-probability score, "unclip" the shrunk text kernel back by ``area * ratio / perimeter``.
+A text region is kept as a plate when its rectangle is roughly horizontal, wider than tall, and not most of the vehicle.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ box: the box scaled to fit (enlarged at most a few times, so a 60 px car's plate
 legible size) with the frame around it as context, all canvases in one batch. The DB ("differentiable
 binarization") post-process is the usual one: threshold the probability map, contours, min-area
 rectangle, mean-probability score, "unclip" the shrunk text kernel back by ``area * ratio / perimeter``.
-A text region is kept as a plate when its rectangle is roughly horizontal, wider than tall, and not most of the vehicle.
+A text region is kept as a plate when its rectangle is roughly horizontal, wider than tall, and not most
+of the vehicle.
 """
 
 from __future__ import annotations

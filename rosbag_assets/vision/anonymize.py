@@ -19,8 +19,8 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from rosbag_assets.jobs.detection import as_bgr
-from rosbag_assets.jobs.weights import sha256_file
+from rosbag_assets.vision.detection import as_bgr
+from rosbag_assets.vision.weights import sha256_file
 from rosbag_assets.vision.faces import CENTERFACE_NAME, CENTERFACE_PATH, CenterFaceDetector
 from rosbag_assets.vision.textdet import (
     PPOCR_DET_NAME,

@@ -1,6 +1,6 @@
 """Lane model: our TwinLiteNet runner vs a bare ONNX Runtime session on the same ONNX file and frames.
 
-``python -m bench.lane_model [--frames 16] [--repeats 5]``. Both sides start from decoded BGR frames (the
+``python -m bench.lane_model [--frames 8] [--repeats 3]``. Both sides start from decoded BGR frames (the
 7 real BDD100K dash-cam frames, cycled), resize to 640x360, feed RGB/255 NCHW float32, run the session on
 CPU and turn the two logit maps into boolean masks; ours also reports the whole backend (masks + lane
 polylines). Runs alternate bare/ours in one process and the median is kept, because the machine is shared
@@ -51,7 +51,7 @@ def _time(fn: Callable[[list[np.ndarray]], Any], frames: list[np.ndarray], batch
     return (time.perf_counter() - t0) / len(frames)
 
 
-def measure(n_frames: int = 16, repeats: int = 5, batches: tuple[int, ...] = (1, 8)) -> dict[str, Any]:
+def measure(n_frames: int = 8, repeats: int = 3, batches: tuple[int, ...] = (1, 8)) -> dict[str, Any]:
     """Seconds per frame (median of ``repeats``) for bare / ours (masks) / ours (masks + polylines)."""
     from rosbag_assets.vision.lane_lines import TwinLiteLaneBackend
     from rosbag_assets.vision.twinlitenet import DEFAULT_MODEL, TwinLiteNet
@@ -84,8 +84,8 @@ def measure(n_frames: int = 16, repeats: int = 5, batches: tuple[int, ...] = (1,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     result = measure(args.frames, args.repeats)
     print(f"lane model, {result['frames']} frames, median of {result['repeats']} (seconds per frame)")

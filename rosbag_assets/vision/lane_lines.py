@@ -203,7 +203,10 @@ class LaneLineExtractor:
                 continue
             ys = np.linspace(span[0], span[1], self.n_points)
             xs = np.clip(ln.x_at(ys), -0.5, w - 0.5)
-            pts = [((x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5) for x, y in zip(xs, ys, strict=True)]
+            pts = [
+                (float((x + 0.5) * sx - 0.5), float((y + 0.5) * sy - 0.5))
+                for x, y in zip(xs, ys, strict=True)
+            ]
             side = "left" if i == ego_left else "right" if i == ego_right else "other"
             coverage = ln.rows / max(1.0, y_end - y_top + 1)
             lanes.append(Lane(lane_id=len(lanes), side=side, points=pts, score=_score(ln, coverage, w, h)))

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rosbag_assets.jobs.lanes import LaneBackend, get_lane_backend
+from rosbag_assets.vision.lanes import LaneBackend, get_lane_backend
 from rosbag_assets.vision.lane_lines import LaneLineExtractor, TwinLiteLaneBackend
 from rosbag_assets.vision.tusimple import lanes_to_tusimple, read_tusimple, score_image, score_records
 from rosbag_assets.vision.twinlitenet import DEFAULT_MODEL, TwinLiteNet, TwinLiteNetError

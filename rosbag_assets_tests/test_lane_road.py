@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rosbag_assets.jobs.lanes import Lane
+from rosbag_assets.vision.lanes import Lane
 from rosbag_assets.vision.drivable import (
     DrivableMaskError,
     decode_mask,

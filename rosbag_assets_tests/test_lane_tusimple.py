@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rosbag_assets.jobs.lanes import Lane
+from rosbag_assets.vision.lanes import Lane
 from rosbag_assets.vision.tusimple import (
     TuSimpleError,
     evaluate_lanes,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from rosbag_assets.jobs.lanes import Lane, draw_lanes
+from rosbag_assets.vision.lanes import Lane, draw_lanes
 
 __all__ = ["DrivableMaskError", "decode_mask", "draw_road", "drivable_fraction", "encode_mask", "resize_mask"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from rosbag_assets.jobs.lanes import Lane, known_lane_backends, register_lane_backend
+from rosbag_assets.vision.lanes import Lane, known_lane_backends, register_lane_backend
 from rosbag_assets.vision.lane_geometry import Line, chains, compatible, fit, inside_span
 from rosbag_assets.vision.twinlitenet import RoadMasks, TwinLiteNet
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rosbag_assets.jobs.lanes import Lane
+from rosbag_assets.vision.lanes import Lane
 
 __all__ = ["RoadPlacement", "lane_x_at", "place_boxes"]
 

@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rosbag_assets.jobs.lanes import Lane
+from rosbag_assets.vision.lanes import Lane
 
 __all__ = [
     "ImageScore",

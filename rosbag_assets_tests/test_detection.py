@@ -38,6 +38,7 @@ import cv2  # noqa: E402
 
 from rosbag_assets.vision import weights as weights_mod  # noqa: E402
 from rosbag_assets.vision.detection import (  # noqa: E402
+    BUNDLED_WEIGHTS,
     HOG_MODEL_NAME,
     Detection,
     DetectorConfig,
@@ -264,20 +265,32 @@ def test_missing_weights_offline_raises_without_fallback(offline_no_weights: Pat
     assert str(offline_no_weights) in str(info.value)
 
 
-def _fallback_detector(cache: Path, logs: list[str]) -> HogPeopleDetector:
-    config = DetectorConfig(weights="yolo11n.pt", cache_dir=str(cache), allow_fallback=True)
+def test_fallback_is_the_bundled_coco_detector(offline_no_weights: Path) -> None:
+    """Offline with fallback allowed: a real COCO detector shipped in the package labels the bus and people."""
+    logs: list[str] = []
+    config = DetectorConfig(weights="yolo11n.pt", cache_dir=str(offline_no_weights), allow_fallback=True)
     detector = load_detector(config, log=logs.append)
+    assert isinstance(detector, YoloDetector) and detector.model_name == BUNDLED_WEIGHTS.name
+    assert detector.weights_uri == f"bundled:{BUNDLED_WEIGHTS.name}"
+    assert detector.fallback_reason and "yolo11n.pt" in detector.fallback_reason
+    assert "offline" in detector.fallback_reason
+    assert len(logs) == 1 and logs[0].startswith("WARNING") and "yolo11n.pt" in logs[0]
+    bus = _read("bus.jpg")
+    (dets,) = detector.detect_batch([bus])
+    names = [d.class_name for d in dets]
+    assert "bus" in names and names.count("person") >= 3, names
+    _assert_inside(dets, bus)
+
+
+def _hog_detector() -> HogPeopleDetector:
+    detector = load_detector(DetectorConfig(weights=HOG_MODEL_NAME))
     assert isinstance(detector, HogPeopleDetector)
     return detector
 
 
-def test_fallback_returns_hog_people_detector(offline_no_weights: Path) -> None:
-    logs: list[str] = []
-    detector = _fallback_detector(offline_no_weights, logs)
-    assert detector.model_name == HOG_MODEL_NAME
-    assert detector.fallback_reason and "yolo11n.pt" in detector.fallback_reason
-    assert "offline" in detector.fallback_reason
-    assert len(logs) == 1 and logs[0].startswith("WARNING") and "yolo11n.pt" in logs[0]
+def test_hog_people_detector_only_when_asked_for_by_name() -> None:
+    detector = _hog_detector()
+    assert detector.model_name == HOG_MODEL_NAME and detector.fallback_reason is None
     bus = _read("bus.jpg")
     (dets,) = detector.detect_batch([bus])
     assert dets, "HOG found nobody on bus.jpg (four people stand in front of the bus)"
@@ -287,9 +300,9 @@ def test_fallback_returns_hog_people_detector(offline_no_weights: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fallback_hog_box_matches_a_yolo_person(offline_no_weights: Path, yolo: YoloDetector) -> None:
+def test_hog_box_matches_a_yolo_person(yolo: YoloDetector) -> None:
     """The HOG box is on an actual person: it overlaps one of the real YOLO model's person boxes."""
-    detector = _fallback_detector(offline_no_weights, [])
+    detector = _hog_detector()
     bus = _read("bus.jpg")
     hog_dets, yolo_dets = detector.detect_batch([bus])[0], yolo.detect_batch([bus])[0]
     yolo_people = [d for d in yolo_dets if d.class_id == PERSON_CLASS]

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rosbag_assets.vision.lanes import LaneBackend, get_lane_backend
 from rosbag_assets.vision.lane_lines import LaneLineExtractor, TwinLiteLaneBackend
+from rosbag_assets.vision.lanes import LaneBackend, get_lane_backend
 from rosbag_assets.vision.tusimple import lanes_to_tusimple, read_tusimple, score_image, score_records
 from rosbag_assets.vision.twinlitenet import DEFAULT_MODEL, TwinLiteNet, TwinLiteNetError
 
@@ -42,9 +42,9 @@ def results(labelled, backend):
 # -- runner -------------------------------------------------------------------------------------------
 def test_model_ships_with_the_package_and_its_licence():
     assert DEFAULT_MODEL.is_file() and DEFAULT_MODEL.stat().st_size > 1_000_000
-    licence = (DEFAULT_MODEL.parent / "TWINLITENET_LICENSE.txt").read_text()
+    licence = (DEFAULT_MODEL.parent / "twinlitenet_bdd100k.LICENSE").read_text()
     assert licence.startswith("MIT License") and "Chế Quang Huy" in licence
-    assert "sha256" in (DEFAULT_MODEL.parent / "ORIGIN.md").read_text()
+    assert "sha256" in (DEFAULT_MODEL.parent / "twinlitenet_bdd100k.ORIGIN.md").read_text()
 
 
 def test_preprocess_is_the_model_cards_recipe_for_any_frame_size():

@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-from rosbag_assets.vision.lanes import Lane
 from rosbag_assets.vision.drivable import (
     DrivableMaskError,
     decode_mask,
@@ -17,6 +16,7 @@ from rosbag_assets.vision.drivable import (
     encode_mask,
     resize_mask,
 )
+from rosbag_assets.vision.lanes import Lane
 from rosbag_assets.vision.road import lane_x_at, place_boxes
 
 BDD_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "images" / "bdd100k"

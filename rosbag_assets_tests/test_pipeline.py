@@ -105,10 +105,11 @@ def test_unavailable_weights_fail_clearly_or_fall_back(
     )
     assert fallback.success
     (mat,) = fallback.get_asset_materialization_events()
-    assert mat.materialization.metadata["model"].value == "opencv-hog-people"
+    assert mat.materialization.metadata["model"].value == "yolo11n_int8.tflite"
     assert "yolo11n.pt" in mat.materialization.metadata["fallback_reason"].value
     labels = read(LocalStorage(tmp_path / "out"), "sample", "object_labels", "labels.parquet")
-    assert set(labels["model"]) <= {"opencv-hog-people"}
+    assert set(labels["model"]) == {"yolo11n_int8.tflite"}
+    assert {"bus", "person"} <= set(labels["class_name"])  # a real COCO detector, not a person-only fallback
 
 
 @pytest.mark.slow

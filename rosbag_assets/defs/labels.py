@@ -22,40 +22,15 @@ class LaneLabelsConfig(dg.Config, LaneLabelsOptions):
 @dg.asset(
     partitions_def=drives,
     group_name=DRIVES_GROUP,
-    kinds={"yolo", "parquet"},
-    deps=[extracted_frames],
-    retry_policy=RETRY,
-    pool="gpu",
-    check_specs=[
-        check("labels_point_at_frames", "object_labels", "Every label row points at an existing frame"),
-        check("boxes_inside_image", "object_labels", "Every box lies inside its image"),
-    ],
-    description="Object boxes for every colour frame from an Ultralytics YOLO detector, batched; the model and "
-    "weights are recorded per row.",
-)
-def object_labels(
-    context: dg.AssetExecutionContext,
-    config: ObjectLabelsConfig,
-    storage: DriveStorage,
-    compute: ComputeTargets,
-):
-    params = storage.step_params(
-        "object_labels", context.partition_key, context.run.run_id, config.model_dump(exclude_none=True)
-    )
-    return compute.for_asset("object_labels").run(context, params)
-
-
-@dg.asset(
-    partitions_def=drives,
-    group_name=DRIVES_GROUP,
-    kinds={"opencv", "parquet"},
+    kinds={"onnx", "parquet"},
     deps=[extracted_frames],
     retry_policy=RETRY,
     check_specs=[
         check("lanes_point_at_frames", "lane_labels", "Every lane row points at a committed frame"),
         check("lane_points_inside_image", "lane_labels", "Every lane point lies inside its image"),
     ],
-    description="Lane polylines per frame from a pluggable backend.",
+    description="Lane polylines (ego pair marked left/right) and the drivable area per frame from the learned "
+    "TwinLiteNet model (or another registered backend). See README 'Labels'.",
 )
 def lane_labels(
     context: dg.AssetExecutionContext,
@@ -67,3 +42,30 @@ def lane_labels(
         "lane_labels", context.partition_key, context.run.run_id, config.model_dump(exclude_none=True)
     )
     return compute.for_asset("lane_labels").run(context, params)
+
+
+@dg.asset(
+    partitions_def=drives,
+    group_name=DRIVES_GROUP,
+    kinds={"yolo", "parquet"},
+    deps=[extracted_frames, lane_labels],
+    retry_policy=RETRY,
+    pool="gpu",
+    check_specs=[
+        check("labels_point_at_frames", "object_labels", "Every label row points at an existing frame"),
+        check("boxes_inside_image", "object_labels", "Every box lies inside its image"),
+    ],
+    description="Object boxes for every colour frame from an Ultralytics YOLO detector, batched, each placed on "
+    "the road (on_drivable, in_ego_lane, lateral_offset from lane_labels); model and weights recorded per row. "
+    "See README 'Labels'.",
+)
+def object_labels(
+    context: dg.AssetExecutionContext,
+    config: ObjectLabelsConfig,
+    storage: DriveStorage,
+    compute: ComputeTargets,
+):
+    params = storage.step_params(
+        "object_labels", context.partition_key, context.run.run_id, config.model_dump(exclude_none=True)
+    )
+    return compute.for_asset("object_labels").run(context, params)

@@ -12,7 +12,8 @@ from rosbag_assets.io import frames, publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
 from rosbag_assets.vision import preview
-from rosbag_assets.vision.lanes import draw_lanes, get_lane_backend
+from rosbag_assets.vision.drivable import draw_road, encode_mask
+from rosbag_assets.vision.lanes import get_lane_backend
 
 LANE_COLUMNS = [
     *frames.FRAME_REF_COLUMNS,
@@ -22,6 +23,7 @@ LANE_COLUMNS = [
     "points",
     "model",
 ]
+ROAD_COLUMNS = [*frames.FRAME_REF_COLUMNS, "drivable_fraction", "drivable_png"]
 PREVIEW_TILES = 12
 
 
@@ -31,8 +33,9 @@ class LaneLabelsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: str = Field(
-        default="opencv-hough",
-        description="Lane backend registered in rosbag_assets.vision.lanes (see README 'Labels').",
+        default="twinlitenet",
+        description="Lane backend registered in rosbag_assets.vision.lanes: twinlitenet (learned lanes and "
+        "drivable area, shipped) or opencv-hough (classical); see README 'Labels'.",
     )
     backend_options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword options passed to the backend's constructor."
@@ -55,8 +58,8 @@ def run_lane_labels(
 ) -> report.StepResult:
     """Find lanes on every colour frame of the drive and publish ``<drive>/lane_labels``.
 
-    Options: ``backend`` (default "opencv-hough"), ``backend_options`` (dict), ``topics``, ``max_frames``,
-    ``batch_size`` (prefetch granularity), ``workers``.
+    A backend with ``detect_batch`` (the learned model) runs whole batches and also yields the drivable area,
+    stored losslessly per frame in ``road.parquet`` (1-bit PNG + drivable fraction) for `object_labels`.
     """
     log = log or report.default_log()
     opts = LaneLabelsOptions.model_validate(dict(options or {}))
@@ -67,43 +70,59 @@ def run_lane_labels(
     log.info(f"finding lanes with {backend.name} on {len(chosen)} frames of {drive}")
 
     rows: list[dict[str, Any]] = []
+    road_rows: list[dict[str, Any]] = []
     tiles = []
     tile_every = max(1, len(chosen) // PREVIEW_TILES)
     t_detect = time.perf_counter()
     frames_with_lanes = 0
-    for n, (row, img) in enumerate(
-        item
-        for batch in frames.iter_batches(output, version, chosen, opts.batch_size, opts.workers)
-        for item in batch
-    ):
-        h, w = img.shape[:2]
-        lanes = backend.detect(img)
-        frames_with_lanes += bool(lanes)
-        for lane in lanes:
-            rows.append(
+    n = 0
+    for batch in frames.iter_batches(output, version, chosen, opts.batch_size, opts.workers):
+        images = [img for _, img in batch]
+        if hasattr(backend, "detect_batch"):
+            results = [(r.lanes, r.drivable, r.drivable_fraction) for r in backend.detect_batch(images)]
+        else:
+            results = [(backend.detect(img), None, None) for img in images]
+        for (row, img), (lanes, drivable, fraction) in zip(batch, results, strict=True):
+            h, w = img.shape[:2]
+            ref = {
+                "drive": drive,
+                "bag": row["bag"],
+                "topic": row["topic"],
+                "stamp_ns": int(row["stamp_ns"]),
+                "frame_key": row["frame_key"],
+                "image_width": w,
+                "image_height": h,
+            }
+            frames_with_lanes += bool(lanes)
+            rows.extend(
                 {
-                    "drive": drive,
-                    "bag": row["bag"],
-                    "topic": row["topic"],
-                    "stamp_ns": int(row["stamp_ns"]),
-                    "frame_key": row["frame_key"],
-                    "image_width": w,
-                    "image_height": h,
+                    **ref,
                     "lane_id": lane.lane_id,
                     "side": lane.side,
                     "score": float(lane.score),
                     "points": [[float(x), float(y)] for x, y in lane.points],
                     "model": backend.name,
                 }
+                for lane in lanes
             )
-        if n % tile_every == 0 and len(tiles) < PREVIEW_TILES:
-            annotated = draw_lanes(img, lanes)
-            tiles.append(preview.caption(annotated, f"{row['topic']} lanes={len(lanes)}"))
+            if drivable is not None:
+                road_rows.append(
+                    {**ref, "drivable_fraction": float(fraction), "drivable_png": encode_mask(drivable)}
+                )
+            if n % tile_every == 0 and len(tiles) < PREVIEW_TILES:
+                annotated = draw_road(img, lanes, drivable)
+                caption = f"{row['topic']} lanes={len(lanes)}"
+                if fraction is not None:
+                    caption += f" drivable={fraction:.0%}"
+                tiles.append(preview.caption(annotated, caption))
+            n += 1
     detect_s = time.perf_counter() - t_detect
 
     lanes_df = pd.DataFrame(rows, columns=LANE_COLUMNS)
     staging = publish.begin(output, join_key(drive, "lane_labels"), run_id)
     staging.write_parquet("lanes.parquet", lanes_df)
+    if road_rows:
+        staging.write_parquet("road.parquet", pd.DataFrame(road_rows, columns=ROAD_COLUMNS))
     sheet = preview.jpeg_bytes(preview.contact_sheet(tiles))
     staging.write_bytes("preview.jpg", sheet)
     checks = lane_checks(index, lanes_df)
@@ -126,8 +145,11 @@ def run_lane_labels(
         "frames_per_s": report.number(len(chosen) / detect_s if detect_s else 0.0),
         "elapsed_s": report.number(time.perf_counter() - t0),
         "lanes_uri": report.uri_value(staging.uri("lanes.parquet")),
+        "mean_drivable_fraction": report.number(
+            float(sum(r["drivable_fraction"] for r in road_rows) / len(road_rows)) if road_rows else 0.0
+        ),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
-        "preview": report.md(preview.markdown_image(sheet, f"{drive} lanes")),
+        "preview": report.md(preview.markdown_image(sheet, f"{drive} lanes and drivable area")),
         "frames_version": report.text(version.version),
     }
     metadata.update(report.publication(staging.uri(), rejected))

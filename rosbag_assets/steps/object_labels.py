@@ -14,8 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
+from rosbag_assets.steps.road_context import PLACEMENT_COLUMNS, load_road
 from rosbag_assets.vision import preview
 from rosbag_assets.vision.detection import DetectorConfig, load_detector
+from rosbag_assets.vision.drivable import draw_road
 
 LABEL_COLUMNS = [
     *frames.FRAME_REF_COLUMNS,
@@ -33,6 +35,7 @@ LABEL_COLUMNS = [
     "model",
     "weights_uri",
     "weights_sha256",
+    *PLACEMENT_COLUMNS,
 ]
 PREVIEW_TILES = 12
 
@@ -112,6 +115,7 @@ def run_object_labels(
     if detector.fallback_reason:
         log.warning(f"object_labels for {drive} use {detector.model_name}: {detector.fallback_reason}")
     log.info(f"detecting with {detector.model_name} on {len(chosen)} frames of {drive}")
+    road = load_road(output, drive, version.version, log)
 
     rows: list[dict[str, Any]] = []
     sample: list[tuple[dict[str, Any], Any]] = []
@@ -123,13 +127,22 @@ def run_object_labels(
         for (row, img), dets in zip(batch, results, strict=True):
             h, w = img.shape[:2]
             frame_rows = [_label_row(drive, row, w, h, d, detector) for d in dets]
+            if road is not None:
+                boxes = [(d.x1, d.y1, d.x2, d.y2) for d in dets]
+                for label, place in zip(frame_rows, road.place(row["frame_key"], boxes, (w, h)), strict=True):
+                    label.update(place)
             rows.extend(frame_rows)
             seen += 1
             # reservoir-sample preview tiles, preferring frames that have detections
-            if frame_rows and len(sample) < PREVIEW_TILES:
-                sample.append((row, preview.draw_boxes(img, frame_rows)))
-            elif frame_rows and rng.random() < PREVIEW_TILES / seen:
-                sample[rng.randrange(PREVIEW_TILES)] = (row, preview.draw_boxes(img, frame_rows))
+            if frame_rows and (len(sample) < PREVIEW_TILES or rng.random() < PREVIEW_TILES / seen):
+                tile = img
+                if road is not None:
+                    tile = draw_road(img, road.lanes.get(row["frame_key"], []), road.mask(row["frame_key"]))
+                tile = preview.draw_boxes(tile, frame_rows)
+                if len(sample) < PREVIEW_TILES:
+                    sample.append((row, tile))
+                else:
+                    sample[rng.randrange(PREVIEW_TILES)] = (row, tile)
     detect_s = time.perf_counter() - t_detect
 
     labels = pd.DataFrame(rows, columns=LABEL_COLUMNS)
@@ -178,6 +191,11 @@ def run_object_labels(
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
         "preview": report.md(preview.markdown_image(sheet, f"{drive} object labels")),
         "frames_version": report.text(version.version),
+        "placed_on_road": report.text(
+            f"by {road.model}: {int(labels['in_ego_lane'].eq(True).sum())} boxes in the ego lane"
+            if road is not None
+            else "no lane_labels for these frames"
+        ),
     }
     if detector.fallback_reason:
         metadata["fallback_reason"] = report.md(

@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 
 from rosbag_assets.vision.detection import as_bgr
-from rosbag_assets.vision.weights import sha256_file
 from rosbag_assets.vision.faces import CENTERFACE_NAME, CENTERFACE_PATH, CenterFaceDetector
 from rosbag_assets.vision.textdet import (
     PPOCR_DET_NAME,
@@ -30,6 +29,7 @@ from rosbag_assets.vision.textdet import (
     TextDetector,
     plate_like,
 )
+from rosbag_assets.vision.weights import sha256_file
 
 CARRIED = "carried"
 VEHICLE_CLASSES = frozenset({"car", "bus", "truck", "motorcycle"})

@@ -28,6 +28,9 @@ from rosbag_assets.vision.weights import (
 
 PERSON_CLASS_ID = 0  # COCO
 HOG_MODEL_NAME = "opencv-hog-people"
+# A real COCO detector that ships with the package (AGPL-3.0, see models/yolo11n_int8.ORIGIN.md): what runs
+# offline when the configured weights cannot be downloaded and fallback is allowed.
+BUNDLED_WEIGHTS = Path(__file__).with_name("models") / "yolo11n_int8.tflite"
 
 
 @dataclass
@@ -269,6 +272,8 @@ def load_detector(
 ) -> Detector:
     """Resolve the configured weights and load the model once; fall back to HOG if allowed."""
     cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    if config.weights == HOG_MODEL_NAME:  # explicit opt-in only: person class, far lower recall than YOLO
+        return HogPeopleDetector(config)
     try:
         path = resolve_weights(config.weights, cache_dir, s3_client=s3_client)
     except WeightsUnavailableError as exc:
@@ -276,10 +281,12 @@ def load_detector(
             raise
         reason = f"configured weights {config.weights!r} could not be obtained: {exc}"
         log(
-            f"WARNING: {reason}. Falling back to {HOG_MODEL_NAME} (OpenCV HOG people detector, "
-            "person class only, much lower recall than YOLO)."
+            f"WARNING: {reason}. Falling back to the bundled {BUNDLED_WEIGHTS.name} "
+            "(YOLO11n, COCO 80 classes, int8 TFLite)."
         )
-        return HogPeopleDetector(config, fallback_reason=reason)
+        detector = YoloDetector(BUNDLED_WEIGHTS, config, weights_uri=f"bundled:{BUNDLED_WEIGHTS.name}")
+        detector.fallback_reason = reason
+        return detector
     run_path = None
     if path.suffix == ".pt" and config.cpu_runtime == "onnx" and pick_device(config.device) == "cpu":
         try:

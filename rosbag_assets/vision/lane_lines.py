@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from rosbag_assets.vision.lanes import Lane, known_lane_backends, register_lane_backend
 from rosbag_assets.vision.lane_geometry import Line, chains, compatible, fit, inside_span
+from rosbag_assets.vision.lanes import Lane
 from rosbag_assets.vision.twinlitenet import RoadMasks, TwinLiteNet
 
 __all__ = ["LaneLineExtractor", "LaneResult", "TwinLiteLaneBackend", "extract_lanes"]
@@ -302,8 +302,3 @@ class TwinLiteLaneBackend:
                 )
             )
         return results
-
-
-if "twinlitenet" not in known_lane_backends():
-    register_lane_backend("twinlitenet", TwinLiteLaneBackend)
-    register_lane_backend(TwinLiteLaneBackend.name, TwinLiteLaneBackend)

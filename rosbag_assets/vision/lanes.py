@@ -1,7 +1,8 @@
 """Lane detection for forward-facing dash-cam frames: the `Lane` type, pluggable backends, drawing.
 
 Backends are registered by name and imported only when asked for, so a step that never detects lanes never
-pays for a model: ``opencv-hough`` (classical, no weights, `lanes_hough`) and any registered with
+pays for a model: ``twinlitenet`` (default: the learned lane-line + drivable-area model shipped in
+``models/``, `lane_lines`), ``opencv-hough`` (classical, no weights, `lanes_hough`) and any registered with
 `register_lane_backend`.
 """
 
@@ -109,5 +110,9 @@ def _lazy(module: str, attr: str) -> Callable[..., LaneBackend]:
     return factory
 
 
+register_lane_backend("twinlitenet", _lazy("rosbag_assets.vision.lane_lines", "TwinLiteLaneBackend"))
+register_lane_backend(
+    "twinlitenet-bdd100k-v1", _lazy("rosbag_assets.vision.lane_lines", "TwinLiteLaneBackend")
+)
 register_lane_backend("opencv-hough", _lazy("rosbag_assets.vision.lanes_hough", "HoughLaneDetector"))
 register_lane_backend("opencv-hough-lanes-v1", _lazy("rosbag_assets.vision.lanes_hough", "HoughLaneDetector"))

@@ -26,7 +26,7 @@ from rosbag_assets.io.storage import storage_from_uri
 from rosbag_assets.steps import report
 from rosbag_assets.steps.runtime import configure_runtime
 
-DRIVE_STEPS = ("raw_bags", "extracted_frames", "object_labels", "lane_labels")
+DRIVE_STEPS = ("raw_bags", "extracted_frames", "object_labels", "lane_labels", "anonymized_frames")
 STEPS = (*DRIVE_STEPS, "training_dataset")
 
 
@@ -68,6 +68,10 @@ def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> re
         from rosbag_assets.steps.object_labels import run_object_labels
 
         return run_object_labels(**common)
+    if step == "anonymized_frames":
+        from rosbag_assets.steps.anonymized_frames import run_anonymized_frames
+
+        return run_anonymized_frames(**common)
     from rosbag_assets.steps.lane_labels import run_lane_labels
 
     return run_lane_labels(**common)

@@ -58,7 +58,7 @@ def test_whole_chain_on_sample_drive(small_sample_landing: Path, tmp_path: Path,
     config = {"object_labels": {"config": {"weights": str(shared("models", "yolo11n_int8.tflite"))}}}
     result = materialize(drive_assets, "sample", storage, mode, config)
     assert result.success
-    assert all(checks_of(result).values()) and len(checks_of(result)) == 7
+    assert all(checks_of(result).values()) and len(checks_of(result)) == 8
 
     local = LocalStorage(out)
     frames = read(local, "sample", "extracted_frames", "index.parquet")
@@ -71,8 +71,19 @@ def test_whole_chain_on_sample_drive(small_sample_landing: Path, tmp_path: Path,
     assert set(labels["model"]) == {"yolo11n_int8.tflite"} and labels["weights_sha256"].str.len().eq(64).all()
     assert set(labels["frame_key"]) <= set(frames["frame_key"])
     lanes = read(local, "sample", "lane_labels", "lanes.parquet")
-    assert len(lanes) and set(lanes["model"]) == {"opencv-hough-lanes-v1"}
+    assert len(lanes) and set(lanes["model"]) == {"twinlitenet-bdd100k-v1"}
     assert {"left", "right"} <= set(lanes["side"])
+    road = read(local, "sample", "lane_labels", "road.parquet")
+    assert (
+        set(road["frame_key"]) == set(frames["frame_key"])
+        and road["drivable_fraction"].between(0.05, 0.9).all()
+    )
+    # every box stands somewhere on the road picture: placement comes from the same frames' lanes and mask
+    assert labels["on_drivable"].notna().all() and labels["on_drivable"].between(0, 1).all()
+    ego = labels[labels["in_ego_lane"].notna()]
+    assert len(ego) and ego["lateral_offset"].notna().all()
+    anonymized = read(local, "sample", "anonymized_frames", "index.parquet")
+    assert set(anonymized["frame_key"]) == set(frames["frame_key"]) and anonymized["faces"].sum() > 0
 
     mats = {
         e.asset_key.to_user_string(): e.materialization.metadata

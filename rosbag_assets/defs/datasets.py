@@ -6,6 +6,7 @@ from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.drives import extracted_frames
 from rosbag_assets.defs.labels import object_labels
 from rosbag_assets.defs.policies import RETRY, check
+from rosbag_assets.defs.privacy import anonymized_frames
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.steps.training_dataset import TrainingDatasetOptions
 
@@ -17,7 +18,7 @@ class TrainingDatasetConfig(dg.Config, TrainingDatasetOptions):
 @dg.asset(
     group_name="datasets",
     kinds={"yolo", "coco", "parquet"},
-    deps=[extracted_frames, object_labels],
+    deps=[extracted_frames, anonymized_frames, object_labels],
     retry_policy=RETRY,
     check_specs=[
         check("dataset_has_training_data", "training_dataset", "The train split holds images with boxes")

@@ -21,6 +21,11 @@ class TrainingDatasetOptions(BaseModel):
         pattern=r"^[A-Za-z0-9._-]{1,64}$",
         description="Dataset name; published under datasets/<name>/training_dataset.",
     )
+    frames_from: Literal["anonymized_frames", "extracted_frames"] = Field(
+        default="anonymized_frames",
+        description="Which published frames the images come from: anonymized (faces and plates blurred; the "
+        "default, so datasets can leave the company) or the raw extracted frames.",
+    )
     drives: list[str] | None = Field(
         default=None, description="Drives to build from; default: every drive with published object labels."
     )

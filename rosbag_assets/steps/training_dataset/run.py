@@ -23,21 +23,22 @@ def dataset_prefix(name: str) -> str:
     return join_key("datasets", name, "training_dataset")
 
 
-def published_drives(output: Storage) -> list[str]:
-    """Drives under the output root that have committed frames and object labels."""
+def published_drives(output: Storage, frames_from: str) -> list[str]:
+    """Drives under the output root that have committed frames (of `frames_from`) and object labels."""
     return [
         d
         for d in output.list_dirs("")
         if d != "datasets"
-        and publish.current(output, join_key(d, "extracted_frames")) is not None
+        and publish.current(output, join_key(d, frames_from)) is not None
         and publish.current(output, join_key(d, "object_labels")) is not None
     ]
 
 
-def _drive_tables(output: Storage, drive: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    _, index = frames.committed_frames(output, drive)
+def _drive_tables(output: Storage, drive: str, frames_from: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The drive's frame index (from `frames_from`, same frame keys either way) and its object labels."""
+    frames_version, _ = publish.require_current(output, join_key(drive, frames_from))
     labels_version, _ = publish.require_current(output, join_key(drive, "object_labels"))
-    return index, labels_version.read_parquet("labels.parquet")
+    return frames_version.read_parquet("index.parquet"), labels_version.read_parquet("labels.parquet")
 
 
 def run_training_dataset(
@@ -51,10 +52,12 @@ def run_training_dataset(
     """Build the dataset `options.name` from `options.drives` (default: every drive with labels) and publish it."""
     log = log or report.default_log()
     opts = TrainingDatasetOptions.model_validate(dict(options or {}))
-    drives = opts.drives or published_drives(output)
+    drives = opts.drives or published_drives(output, opts.frames_from)
     if not drives:
-        raise ValueError(f"{output.root_uri}: no drive has committed extracted_frames and object_labels yet")
-    tables = [_drive_tables(output, d) for d in drives]
+        raise ValueError(
+            f"{output.root_uri}: no drive has committed {opts.frames_from} and object_labels yet"
+        )
+    tables = [_drive_tables(output, d, opts.frames_from) for d in drives]
     index = pd.concat([t[0] for t in tables], ignore_index=True)
     labels = pd.concat([t[1] for t in tables], ignore_index=True)
     log.info(

@@ -39,6 +39,10 @@ def integer(value: int) -> MetadataValue:
     return {"raw_value": int(value), "type": "int"}
 
 
+def boolean(value: bool) -> MetadataValue:
+    return {"raw_value": bool(value), "type": "bool"}
+
+
 def number(value: float) -> MetadataValue:
     return {"raw_value": float(value), "type": "float"}
 
@@ -97,7 +101,7 @@ def blocking_failures(checks: Sequence[CheckOutcome]) -> list[str]:
 
 def publication(uri: str, rejected: list[str]) -> dict[str, MetadataValue]:
     """Metadata saying whether this version became current, and why not."""
-    meta = {"published": json_value(not rejected)}
+    meta = {"published": boolean(not rejected)}
     if rejected:
         meta["not_published_because"] = md(
             f"Blocking checks failed: {', '.join(rejected)}. The version is kept at `{uri}` for inspection; "

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from detector_dataset import TFLITE_MODEL, build_detector_dataset, missing_inputs, ultralytics_asset
 from tflite_to_pt import convert_tflite_yolo11n
 
@@ -36,6 +37,7 @@ from rosbag_assets.steps.detector_export import (
 )
 from rosbag_assets.steps.detector_model import (
     AUGMENTATION_PRESETS,
+    TUNE_SPACE,
     DetectorModelOptions,
     find_resume_checkpoint,
     train_detector,
@@ -178,6 +180,21 @@ def test_interrupted_training_resumes_from_last_pt(tmp_path: Path, dataset: Path
     )
     assert len(events) == 2 and again.metrics["epochs_run_this_attempt"] == 0  # collected, not retrained
     assert again.best_pt.read_bytes() == outcome.best_pt.read_bytes()
+
+
+@pytest.mark.slow
+def test_tuning_searches_then_trains_with_the_best_hyperparameters(tmp_path: Path, dataset: Path) -> None:
+    events: list[dict[str, Any]] = []
+    options = _options(base_weights="yolo11n.yaml", imgsz=160, tune=True, tune_iterations=1, tune_epochs=1)
+    outcome = train_detector(
+        dataset, tmp_path / "out", options, checkpoint_dir=tmp_path / "ck", progress=events.append
+    )
+    assert [e["event"] for e in events] == ["tune_iteration", "epoch", "final"]
+    tuned = outcome.tuned_hyperparameters
+    assert tuned is not None and set(tuned) == set(TUNE_SPACE)  # never flipud: not in the dash-cam space
+    run_args = yaml.safe_load((tmp_path / "ck" / "train" / "args.yaml").read_text())
+    assert run_args["lr0"] == tuned["lr0"] and run_args["optimizer"] == "AdamW"  # what the search used
+    assert json.loads(outcome.metrics_json.read_text())["tuned_hyperparameters"] == tuned
 
 
 # --- evaluation -------------------------------------------------------------------------------------------

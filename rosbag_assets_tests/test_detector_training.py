@@ -37,12 +37,12 @@ from rosbag_assets.steps.detector_export import (
 )
 from rosbag_assets.steps.detector_model import (
     AUGMENTATION_PRESETS,
-    TUNE_SPACE,
     DetectorModelOptions,
     find_resume_checkpoint,
     train_detector,
     training_args,
 )
+from rosbag_assets.steps.detector_tune import TUNE_SPACE
 
 IMGSZ = 320  # small and fast, still large enough for the COCO model to find the cars and people
 PARITY = DetectorExportOptions(formats=["onnx"], imgsz=IMGSZ, device="cpu")

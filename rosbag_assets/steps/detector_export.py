@@ -103,7 +103,11 @@ def dataset_images(data_yaml: Path, split: str = "val", limit: int | None = None
 def predict_boxes(
     weights: Path, images: Sequence[Path], *, imgsz: int, conf: float, device: str = "cpu", half: bool = False
 ) -> list[np.ndarray]:
-    """Per image an (N, 6) array ``x1, y1, x2, y2, conf, class`` in original-image pixels."""
+    """Per image an (N, 6) array ``x1, y1, x2, y2, conf, class`` in original-image pixels.
+
+    Images are letterboxed to the full ``imgsz`` square (``rect=False``): fixed-shape exports (TFLite,
+    TensorRT) only take that, and PyTorch would otherwise pad less, so the two would see different pixels.
+    """
     configure_ultralytics()
     from ultralytics import YOLO
 
@@ -111,7 +115,13 @@ def predict_boxes(
     out = []
     for image in images:  # one at a time: fixed-batch exports (TFLite, TensorRT) take batch 1
         res = model.predict(
-            str(image), imgsz=imgsz, conf=conf, device=device, verbose=False, **_precision_kwargs(half)
+            str(image),
+            imgsz=imgsz,
+            conf=conf,
+            device=device,
+            rect=False,
+            verbose=False,
+            **_precision_kwargs(half),
         )[0]
         out.append(res.boxes.data.cpu().numpy().astype(np.float64)[:, :6])
     return out

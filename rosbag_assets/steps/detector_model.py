@@ -27,6 +27,7 @@ from rosbag_assets.jobs import result as r
 from rosbag_assets.jobs.detection import pick_device
 from rosbag_assets.jobs.runtime import configure_ultralytics
 from rosbag_assets.jobs.weights import default_cache_dir, resolve_weights, sha256_file
+from rosbag_assets.steps.detector_tune import tune_hyperparameters, tuned_earlier
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -53,32 +54,6 @@ AUGMENTATION_PRESETS: dict[str, dict[str, float]] = {
 }
 
 
-# Search space for `tune` as (min, max[, mutation gain]): Ultralytics' default space without what never fits
-# dash-cam frames (vertical flips, channel swaps, perspective warps; copy-paste is for segmentation).
-TUNE_SPACE: dict[str, tuple[float, ...]] = {
-    "lr0": (1e-5, 1e-2),
-    "lrf": (0.01, 1.0),
-    "momentum": (0.7, 0.98, 0.3),
-    "weight_decay": (0.0, 0.001),
-    "warmup_epochs": (0.0, 5.0),
-    "warmup_momentum": (0.0, 0.95),
-    "box": (1.0, 20.0),
-    "cls": (0.1, 4.0),
-    "dfl": (0.4, 12.0),
-    "hsv_h": (0.0, 0.1),
-    "hsv_s": (0.0, 0.9),
-    "hsv_v": (0.0, 0.9),
-    "degrees": (0.0, 10.0),
-    "translate": (0.0, 0.5),
-    "scale": (0.0, 0.95),
-    "shear": (0.0, 5.0),
-    "fliplr": (0.0, 1.0),
-    "mosaic": (0.0, 1.0),
-    "mixup": (0.0, 0.5),
-    "close_mosaic": (0.0, 10.0),
-}
-
-
 class DetectorTrainingError(RuntimeError):
     """Training could not run or produced no model; the message names the dataset/checkpoint involved."""
 
@@ -99,7 +74,7 @@ class DetectorModelOptions(BaseModel):
     seed: int = 0
     device: str | None = None
     workers: int = Field(4, ge=0)
-    amp: Literal["auto", "fp16", "bf16", "fp32"] = "auto"
+    amp: Literal["auto", "fp16", "bf16", "fp32"] = "auto"  # see amp_arg
     tune: bool = False
     tune_iterations: int = Field(10, ge=1)
     tune_epochs: int | None = Field(
@@ -131,14 +106,24 @@ class TrainOutcome:
 
 
 def amp_arg(amp: str, device: str) -> bool | str:
-    """Ultralytics' ``amp``: off on CPU; "auto" on CUDA prefers bf16 (its fp16 path runs a check that downloads)."""
+    """Ultralytics' ``amp`` argument for the requested precision on `device`.
+
+    CPU trains in fp32. Ultralytics' fp16 path first runs an AMP check that downloads ``yolo26n.pt`` unless it
+    is already in its weights dir, so "auto" on CUDA picks bf16 (Ampere and newer: no check), else fp16 only
+    when that file is present, else fp32. An explicit "fp16" accepts Ultralytics' check as it is.
+    """
     if not device.startswith("cuda") or amp == "fp32":
         return False
-    if amp == "auto":
-        import torch
+    if amp == "bf16":
+        return "bf16"
+    if amp == "fp16":
+        return True
+    import torch
+    from ultralytics.utils import WEIGHTS_DIR
 
-        return "bf16" if torch.cuda.is_bf16_supported() else True
-    return "bf16" if amp == "bf16" else True
+    if torch.cuda.is_bf16_supported():
+        return "bf16"
+    return (WEIGHTS_DIR / "yolo26n.pt").is_file()
 
 
 def training_args(options: DetectorModelOptions, data_yaml: Path, device: str) -> dict[str, Any]:
@@ -257,59 +242,6 @@ def resolve_base_weights(options: DetectorModelOptions, *, s3_client: Any = None
     return str(resolve_weights(spec, cache, s3_client=s3_client))
 
 
-def _tuned_earlier(tune_dir: Path) -> dict[str, Any] | None:
-    """Hyperparameters an interrupted attempt had tuned (the resumed run already trains with them)."""
-    import yaml
-
-    best = tune_dir / "search" / "best_hyperparameters.yaml"
-    return yaml.safe_load(best.read_text()) if best.is_file() else None
-
-
-def tune_hyperparameters(
-    base: str,
-    args: dict[str, Any],
-    options: DetectorModelOptions,
-    tune_root: Path,
-    progress: Progress,
-    log: r.JobLog,
-) -> dict[str, Any]:
-    """Ultralytics' own evolutionary search (``model.tune``) over TUNE_SPACE; resumable.
-
-    Ultralytics resumes a search from its ``tune_results.ndjson``, so running it one iteration at a time
-    both survives interruptions and lets each finished trial be reported as a ``tune_iteration`` event.
-    Returns the best hyperparameters found (``best_hyperparameters.yaml``), to train the final model with.
-    """
-    import yaml
-    from ultralytics import YOLO
-
-    search = tune_root / "search"  # Ultralytics puts each trial's run beside it, in tune_root/multitrain*
-    trial = {**args, "epochs": options.tune_epochs or min(options.epochs, 10)}
-    log.info(f"tuning {options.tune_iterations} iterations x {trial['epochs']} epochs in {search}")
-    for iteration in range(_tune_iterations_done(search) + 1, options.tune_iterations + 1):
-        YOLO(base, task="detect").tune(
-            **trial,
-            space=TUNE_SPACE,
-            iterations=iteration,
-            project=str(tune_root),
-            name=search.name,
-            resume=True,  # same directory: continue after the last recorded iteration
-        )
-        if _tune_iterations_done(search) < iteration:
-            raise DetectorTrainingError(f"tuning iteration {iteration} in {search} recorded no result")
-        last = json.loads((search / "tune_results.ndjson").read_text().splitlines()[-1])
-        progress({"event": "tune_iteration", "iteration": iteration, "iterations": options.tune_iterations,
-                  "fitness": last["fitness"], "hyperparameters": last["hyperparameters"]})  # fmt: skip
-    best = search / "best_hyperparameters.yaml"
-    if not best.is_file():
-        raise DetectorTrainingError(f"hyperparameter tuning in {search} produced no {best.name}")
-    return yaml.safe_load(best.read_text())
-
-
-def _tune_iterations_done(search: Path) -> int:
-    results = search / "tune_results.ndjson"
-    return len(results.read_text().splitlines()) if results.is_file() else 0
-
-
 def train_detector(
     data_yaml: Path,
     out_dir: Path,
@@ -350,10 +282,10 @@ def train_detector(
             plots=options.plots,
             save_dir=str(run_dir),
         )
-        tuned = _tuned_earlier(checkpoint_dir / "tune")
+        tuned = tuned_earlier(checkpoint_dir / "tune")
     elif _finished_run(run_dir):
         log.info(f"training in {run_dir} already finished; collecting its outputs")
-        tuned = _tuned_earlier(checkpoint_dir / "tune")
+        tuned = tuned_earlier(checkpoint_dir / "tune")
     else:
         if options.tune:
             tuned = tune_hyperparameters(

@@ -180,6 +180,7 @@ def test_interrupted_training_resumes_from_last_pt(tmp_path: Path, dataset: Path
     )
     assert len(events) == 2 and again.metrics["epochs_run_this_attempt"] == 0  # collected, not retrained
     assert again.best_pt.read_bytes() == outcome.best_pt.read_bytes()
+    assert again.metrics["best_val"] == outcome.metrics["best_val"] and "mAP50" in again.metrics["best_val"]
 
 
 @pytest.mark.slow

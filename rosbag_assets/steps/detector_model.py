@@ -292,10 +292,10 @@ def train_detector(
                 base, args, options, checkpoint_dir / "tune", callbacks.progress, log
             )
             args = {**args, **tuned}
-            if args["optimizer"] == "auto":
-                args["optimizer"] = (
-                    "AdamW"  # what model.tune searched with; 'auto' would ignore the tuned lr0
-                )
+            if (
+                args["optimizer"] == "auto"
+            ):  # model.tune searched with AdamW; 'auto' would ignore the tuned lr0
+                args["optimizer"] = "AdamW"
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a run that died before its first checkpoint
         model = YOLO(base, task="detect")
@@ -327,6 +327,11 @@ def _collect_outputs(
     shutil.copyfile(csv, out_dir / "results.csv")
     epochs = [e for e in events if e["event"] == "epoch"]
     final = next((e for e in reversed(events) if e["event"] == "final"), None)
+    final_file = run_dir / "final_val.json"  # best.pt on val, kept for an attempt that only collects
+    if final is not None:
+        final_file.write_text(json.dumps(final))
+    elif final_file.is_file():
+        final = json.loads(final_file.read_text())
     metrics = {
         "best_val": {k: v for k, v in (final or {}).items() if k not in {"event", "weights", "split"}},
         "epochs_run_this_attempt": len(epochs),

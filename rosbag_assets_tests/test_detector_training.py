@@ -279,6 +279,26 @@ def _boxes_of(model: Path, images: list[Path]) -> list:
     return predict_boxes(model, images, imgsz=IMGSZ, conf=0.2)
 
 
+def test_box_matching_needs_same_class_and_iou_and_tolerates_the_threshold_edge() -> None:
+    import numpy as np
+
+    ref = [np.array([[10, 10, 110, 60, 0.26, 2], [200, 50, 260, 170, 0.9, 0]], dtype=float)]
+    edge = [np.array([[10, 10, 110, 60, 0.24, 2], [200, 50, 260, 170, 0.9, 0]], dtype=float)]
+    report = compare_predictions(ref, edge, conf=0.25, conf_slack=0.05, iou_min=0.9)
+    assert report.recall == 1.0 and report.reverse_recall == 1.0  # 0.26 vs 0.24: the same box
+    assert report.max_conf_delta == pytest.approx(0.02)
+    shifted = [np.array([[20, 10, 120, 60, 0.26, 2], [200, 50, 260, 170, 0.9, 1]], dtype=float)]
+    report = compare_predictions(ref, shifted, conf=0.25, conf_slack=0.05, iou_min=0.9)
+    assert report.matched == 0  # IoU 0.82 < 0.9, and the second box changed class
+
+
+def test_a_failed_export_is_a_failing_check(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    (outcome,) = export_detector(broken, tmp_path / "out", [], PARITY)
+    assert outcome.status == "failed" and outcome.check is not None and not outcome.check.passed
+
+
 @pytest.mark.slow
 def test_tflite_export_is_exported_or_skipped_with_a_reason(
     tmp_path: Path, dataset: Path, coco_pt: Path

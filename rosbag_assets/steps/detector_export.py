@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,8 +81,7 @@ class ExportOutcome:
     reason: str = ""
     seconds: float = 0.0
     parity: ParityReport | None = None
-    check: r.CheckOutcome | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    check: r.CheckOutcome | None = None  # exported: its parity; failed: a failing check; skipped: none
 
 
 def dataset_images(data_yaml: Path, split: str = "val", limit: int | None = None) -> list[Path]:
@@ -294,7 +293,11 @@ def export_detector(
             continue
         except Exception as exc:
             log.warning(f"{fmt} export of {weights.name} failed: {type(exc).__name__}: {exc}")
-            outcomes.append(ExportOutcome(fmt, "failed", reason=f"{type(exc).__name__}: {exc}"))
+            reason = f"{type(exc).__name__}: {exc}"
+            check = r.CheckOutcome(
+                name=f"{fmt}_parity", passed=False, description=f"{fmt} export failed: {reason}"
+            )
+            outcomes.append(ExportOutcome(fmt, "failed", reason=reason, check=check))
             continue
         seconds = time.monotonic() - started
         if reference is None:

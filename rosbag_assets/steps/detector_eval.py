@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from rosbag_assets.jobs import result as r
-from rosbag_assets.jobs.detection import _precision_kwargs, pick_device
-from rosbag_assets.jobs.runtime import configure_ultralytics
+from rosbag_assets.steps import report
+from rosbag_assets.vision.detection import _precision_kwargs, pick_device
+from rosbag_assets.steps.runtime import configure_ultralytics
 
 SUMMARY_KEYS = ("mAP50", "mAP50-95", "precision", "recall")
 NOT_WORSE_CHECK = "fine_tuned_not_worse_than_base"
@@ -167,7 +167,7 @@ def compare_to_base(
     metric: str = "mAP50-95",
     tolerance: float = 0.01,
     severity: str = "ERROR",
-) -> r.CheckOutcome:
+) -> report.CheckOutcome:
     """Passes when the fine-tuned ``metric`` on ``split`` is at least base's minus ``tolerance`` (absolute)."""
     tuned_value, base_value = fine_tuned[split][metric], base[split][metric]
     delta = tuned_value - base_value
@@ -182,7 +182,7 @@ def compare_to_base(
         for t, b in zip(fine_tuned[split]["per_class"], base[split]["per_class"], strict=True)
     ]
     verdict = "not worse than" if passed else "worse than"
-    return r.CheckOutcome(
+    return report.CheckOutcome(
         name=NOT_WORSE_CHECK,
         passed=passed,
         severity=severity,
@@ -191,13 +191,13 @@ def compare_to_base(
             f"(delta {delta:+.4f}, tolerance {tolerance})"
         ),
         metadata={
-            "split": r.text(split),
-            "metric": r.text(metric),
-            "fine_tuned": r.number(tuned_value),
-            "base": r.number(base_value),
-            "delta": r.number(delta),
-            "tolerance": r.number(tolerance),
-            "per_class": r.table(
+            "split": report.text(split),
+            "metric": report.text(metric),
+            "fine_tuned": report.number(tuned_value),
+            "base": report.number(base_value),
+            "delta": report.number(delta),
+            "tolerance": report.number(tolerance),
+            "per_class": report.table(
                 per_class,
                 [("class_name", "string"), ("instances", "int"), ("fine_tuned", "float"), ("base", "float")],
             ),
@@ -216,7 +216,7 @@ def evaluate_against_base(
     device: str | None = None,
     tolerance: float = 0.01,
     seed: int = 0,
-) -> tuple[dict[str, Any], r.CheckOutcome]:
+) -> tuple[dict[str, Any], report.CheckOutcome]:
     """Evaluate fine-tuned and base on val and test; return ``({"fine_tuned": .., "base": ..}, check)``."""
     base_pt = base_model_for_dataset(
         base_weights, data_yaml, Path(work_dir) / "base_for_dataset.pt", seed=seed
@@ -229,13 +229,13 @@ def evaluate_against_base(
     return report, compare_to_base(report["fine_tuned"], report["base"], tolerance=tolerance)
 
 
-def split_metadata(report: dict[str, Any], prefix: str = "") -> dict[str, r.MetadataValue]:
+def split_metadata(report: dict[str, Any], prefix: str = "") -> dict[str, report.MetadataValue]:
     """Flat Dagster metadata (``val_mAP50`` ...) plus a per-class table per split."""
-    meta: dict[str, r.MetadataValue] = {}
+    meta: dict[str, report.MetadataValue] = {}
     for split, numbers in report.items():
         for key in SUMMARY_KEYS:
-            meta[f"{prefix}{split}_{key.replace('-', '_')}"] = r.number(numbers[key])
-        meta[f"{prefix}{split}_per_class"] = r.table(
+            meta[f"{prefix}{split}_{key.replace('-', '_')}"] = report.number(numbers[key])
+        meta[f"{prefix}{split}_per_class"] = report.table(
             numbers["per_class"],
             [("class_name", "string"), ("instances", "int")] + [(k, "float") for k in SUMMARY_KEYS],
         )

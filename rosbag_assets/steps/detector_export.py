@@ -28,9 +28,9 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from rosbag_assets.jobs import result as r
-from rosbag_assets.jobs.detection import _precision_kwargs, export_onnx, pick_device
-from rosbag_assets.jobs.runtime import configure_ultralytics
+from rosbag_assets.steps import report
+from rosbag_assets.vision.detection import _precision_kwargs, export_onnx, pick_device
+from rosbag_assets.steps.runtime import configure_ultralytics
 
 ExportFormat = Literal["onnx", "tflite", "engine"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -81,7 +81,7 @@ class ExportOutcome:
     reason: str = ""
     seconds: float = 0.0
     parity: ParityReport | None = None
-    check: r.CheckOutcome | None = None  # exported: its parity; failed: a failing check; skipped: none
+    check: report.CheckOutcome | None = None  # exported: its parity; failed: a failing check; skipped: none
 
 
 def dataset_images(data_yaml: Path, split: str = "val", limit: int | None = None) -> list[Path]:
@@ -186,7 +186,7 @@ def compare_predictions(
     )
 
 
-def parity_outcome(report: ParityReport, fmt: str, options: DetectorExportOptions) -> r.CheckOutcome:
+def parity_outcome(report: ParityReport, fmt: str, options: DetectorExportOptions) -> report.CheckOutcome:
     """Pass when both recalls reach ``parity_min_recall`` and confidences agree within the tolerance.
 
     No reference box at all fails too: parity was not demonstrated (lower ``parity_conf`` or add images).
@@ -206,15 +206,15 @@ def parity_outcome(report: ParityReport, fmt: str, options: DetectorExportOption
         f"{options.parity_iou}) on {report.images} images"
     )
     meta = {
-        k: (r.number(v) if isinstance(v, float) else r.integer(v))
+        k: (report.number(v) if isinstance(v, float) else report.integer(v))
         for k, v in asdict(report).items()
         if v is not None
     }
-    return r.CheckOutcome(
+    return report.CheckOutcome(
         name=f"{fmt}_parity",
         passed=not problems,
         description=summary + (": " + "; ".join(problems) if problems else ""),
-        metadata={**meta, "iou_min": r.number(options.parity_iou), "conf": r.number(options.parity_conf)},
+        metadata={**meta, "iou_min": report.number(options.parity_iou), "conf": report.number(options.parity_conf)},
     )
 
 
@@ -271,12 +271,12 @@ def export_detector(
     images: Sequence[Path],
     options: DetectorExportOptions | None = None,
     *,
-    log: r.JobLog | None = None,
+    log: report.StepLog | None = None,
 ) -> list[ExportOutcome]:
     """Export `weights` to each configured format and check each export's parity on `images`."""
     configure_ultralytics()
     options = options or DetectorExportOptions()
-    log = log or r.default_log()
+    log = log or report.default_log()
     weights, out_dir = Path(weights).resolve(), Path(out_dir).resolve()
     device = pick_device(options.device)
     images = list(images)[: options.parity_max_images]
@@ -294,7 +294,7 @@ def export_detector(
         except Exception as exc:
             log.warning(f"{fmt} export of {weights.name} failed: {type(exc).__name__}: {exc}")
             reason = f"{type(exc).__name__}: {exc}"
-            check = r.CheckOutcome(
+            check = report.CheckOutcome(
                 name=f"{fmt}_parity", passed=False, description=f"{fmt} export failed: {reason}"
             )
             outcomes.append(ExportOutcome(fmt, "failed", reason=reason, check=check))
@@ -316,7 +316,7 @@ def export_detector(
     return outcomes
 
 
-def exports_metadata(outcomes: Sequence[ExportOutcome]) -> dict[str, r.MetadataValue]:
+def exports_metadata(outcomes: Sequence[ExportOutcome]) -> dict[str, report.MetadataValue]:
     """One table row per format (status, file, reason, parity numbers) for the Dagster UI."""
     rows = [
         {
@@ -332,4 +332,4 @@ def exports_metadata(outcomes: Sequence[ExportOutcome]) -> dict[str, r.MetadataV
     ]
     columns = [("format", "string"), ("status", "string"), ("path", "string"), ("reason", "string"),
                ("seconds", "float"), ("recall", "float"), ("max_conf_delta", "float")]  # fmt: skip
-    return {"exports": r.table(rows, columns)}
+    return {"exports": report.table(rows, columns)}

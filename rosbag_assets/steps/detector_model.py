@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rosbag_assets.jobs import result as r
-from rosbag_assets.jobs.detection import pick_device
-from rosbag_assets.jobs.runtime import configure_ultralytics
-from rosbag_assets.jobs.weights import default_cache_dir, resolve_weights, sha256_file
+from rosbag_assets.steps import report
+from rosbag_assets.vision.detection import pick_device
+from rosbag_assets.steps.runtime import configure_ultralytics
+from rosbag_assets.vision.weights import default_cache_dir, resolve_weights, sha256_file
 from rosbag_assets.steps.detector_tune import tune_hyperparameters, tuned_earlier
 
 Progress = Callable[[dict[str, Any]], None]
@@ -195,7 +195,7 @@ def _metric_names(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def log_progress(log: r.JobLog) -> Progress:
+def log_progress(log: report.StepLog) -> Progress:
     """A `progress` function writing one line per event (what a Pipes run streams to the Dagster UI)."""
 
     def emit(event: dict[str, Any]) -> None:
@@ -249,7 +249,7 @@ def train_detector(
     *,
     checkpoint_dir: Path | None = None,
     progress: Progress | None = None,
-    log: r.JobLog | None = None,
+    log: report.StepLog | None = None,
     s3_client: Any = None,
 ) -> TrainOutcome:
     """Fine-tune (or resume fine-tuning) and write best.pt, metrics.json and results.csv into ``out_dir``."""
@@ -257,7 +257,7 @@ def train_detector(
     from ultralytics import YOLO
 
     options = options or DetectorModelOptions()
-    log = log or r.default_log()
+    log = log or report.default_log()
     data_yaml, out_dir = Path(data_yaml).resolve(), Path(out_dir).resolve()
     if not data_yaml.is_file():
         raise DetectorTrainingError(f"dataset description {data_yaml} does not exist")
@@ -364,17 +364,17 @@ def _csv_rows(csv: Path) -> int:
     return max(0, len(csv.read_text().strip().splitlines()) - 1)
 
 
-def outcome_metadata(outcome: TrainOutcome) -> dict[str, r.MetadataValue]:
+def outcome_metadata(outcome: TrainOutcome) -> dict[str, report.MetadataValue]:
     """Dagster metadata for the materialization (plain values in Pipes wire format)."""
     best = outcome.metrics["best_val"]
     meta = {
-        "best_pt": r.path(str(outcome.best_pt)),
-        "val_mAP50": r.number(best.get("mAP50", 0.0)),
-        "val_mAP50_95": r.number(best.get("mAP50-95", 0.0)),
-        "epochs_recorded": r.integer(outcome.metrics["epochs_recorded"]),
-        "seconds_per_epoch": r.number(outcome.metrics["seconds_per_epoch"] or 0.0),
-        "metrics": r.json_value({k: v for k, v in outcome.metrics.items() if k != "epochs"}),
+        "best_pt": report.path(str(outcome.best_pt)),
+        "val_mAP50": report.number(best.get("mAP50", 0.0)),
+        "val_mAP50_95": report.number(best.get("mAP50-95", 0.0)),
+        "epochs_recorded": report.integer(outcome.metrics["epochs_recorded"]),
+        "seconds_per_epoch": report.number(outcome.metrics["seconds_per_epoch"] or 0.0),
+        "metrics": report.json_value({k: v for k, v in outcome.metrics.items() if k != "epochs"}),
     }
     if outcome.resumed_from:
-        meta["resumed_from"] = r.path(outcome.resumed_from)
+        meta["resumed_from"] = report.path(outcome.resumed_from)
     return meta

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rosbag_assets.jobs import result as r
+from rosbag_assets.steps import report
 
 if TYPE_CHECKING:
     from rosbag_assets.steps.detector_model import DetectorModelOptions
@@ -59,7 +59,7 @@ def tune_hyperparameters(
     options: DetectorModelOptions,
     tune_root: Path,
     progress: Progress,
-    log: r.JobLog,
+    log: report.StepLog,
 ) -> dict[str, Any]:
     """Ultralytics' own evolutionary search (``model.tune``) over TUNE_SPACE; resumable.
 

@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from rosbag_assets.steps import report
-from rosbag_assets.vision.detection import _precision_kwargs, pick_device
 from rosbag_assets.steps.runtime import configure_ultralytics
+from rosbag_assets.vision.detection import _precision_kwargs, pick_device
 
 SUMMARY_KEYS = ("mAP50", "mAP50-95", "precision", "recall")
 NOT_WORSE_CHECK = "fine_tuned_not_worse_than_base"

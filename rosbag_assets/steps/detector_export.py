@@ -29,8 +29,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from rosbag_assets.steps import report
-from rosbag_assets.vision.detection import _precision_kwargs, export_onnx, pick_device
 from rosbag_assets.steps.runtime import configure_ultralytics
+from rosbag_assets.vision.detection import _precision_kwargs, export_onnx, pick_device
 
 ExportFormat = Literal["onnx", "tflite", "engine"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -186,35 +186,39 @@ def compare_predictions(
     )
 
 
-def parity_outcome(report: ParityReport, fmt: str, options: DetectorExportOptions) -> report.CheckOutcome:
+def parity_outcome(parity: ParityReport, fmt: str, options: DetectorExportOptions) -> report.CheckOutcome:
     """Pass when both recalls reach ``parity_min_recall`` and confidences agree within the tolerance.
 
     No reference box at all fails too: parity was not demonstrated (lower ``parity_conf`` or add images).
     """
     problems = []
-    if report.reference_boxes == 0:
+    if parity.reference_boxes == 0:
         problems.append(
-            f"the PyTorch model found no box at conf >= {options.parity_conf} on {report.images} images"
+            f"the PyTorch model found no box at conf >= {options.parity_conf} on {parity.images} images"
         )
-    for name, value in (("recall", report.recall), ("reverse recall", report.reverse_recall)):
+    for name, value in (("recall", parity.recall), ("reverse recall", parity.reverse_recall)):
         if value is not None and value < options.parity_min_recall:
             problems.append(f"{name} {value:.3f} < {options.parity_min_recall}")
-    if report.max_conf_delta is not None and report.max_conf_delta > options.parity_max_conf_delta:
-        problems.append(f"max confidence delta {report.max_conf_delta:.4f} > {options.parity_max_conf_delta}")
+    if parity.max_conf_delta is not None and parity.max_conf_delta > options.parity_max_conf_delta:
+        problems.append(f"max confidence delta {parity.max_conf_delta:.4f} > {options.parity_max_conf_delta}")
     summary = (
-        f"{fmt}: {report.matched}/{report.reference_boxes} PyTorch boxes matched (class + IoU >= "
-        f"{options.parity_iou}) on {report.images} images"
+        f"{fmt}: {parity.matched}/{parity.reference_boxes} PyTorch boxes matched (class + IoU >= "
+        f"{options.parity_iou}) on {parity.images} images"
     )
     meta = {
         k: (report.number(v) if isinstance(v, float) else report.integer(v))
-        for k, v in asdict(report).items()
+        for k, v in asdict(parity).items()
         if v is not None
     }
     return report.CheckOutcome(
         name=f"{fmt}_parity",
         passed=not problems,
         description=summary + (": " + "; ".join(problems) if problems else ""),
-        metadata={**meta, "iou_min": report.number(options.parity_iou), "conf": report.number(options.parity_conf)},
+        metadata={
+            **meta,
+            "iou_min": report.number(options.parity_iou),
+            "conf": report.number(options.parity_conf),
+        },
     )
 
 
@@ -304,14 +308,14 @@ def export_detector(
             reference = predict_boxes(weights, images, imgsz=options.imgsz, conf=low, device=device)
         run_device = "cpu" if fmt in {"onnx", "tflite"} else device
         candidate = predict_boxes(path, images, imgsz=options.imgsz, conf=low, device=run_device)
-        report = compare_predictions(
+        parity = compare_predictions(
             reference, candidate, conf=options.parity_conf, conf_slack=options.parity_conf_slack,
             iou_min=options.parity_iou,
         )  # fmt: skip
-        check = parity_outcome(report, fmt, options)
+        check = parity_outcome(parity, fmt, options)
         log.info(check.description)
         outcomes.append(
-            ExportOutcome(fmt, "exported", path, seconds=round(seconds, 2), parity=report, check=check)
+            ExportOutcome(fmt, "exported", path, seconds=round(seconds, 2), parity=parity, check=check)
         )
     return outcomes
 

@@ -24,10 +24,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rosbag_assets.steps import report
-from rosbag_assets.vision.detection import pick_device
-from rosbag_assets.steps.runtime import configure_ultralytics
-from rosbag_assets.vision.weights import default_cache_dir, resolve_weights, sha256_file
 from rosbag_assets.steps.detector_tune import tune_hyperparameters, tuned_earlier
+from rosbag_assets.steps.runtime import configure_ultralytics
+from rosbag_assets.vision.detection import pick_device
+from rosbag_assets.vision.weights import default_cache_dir, resolve_weights, sha256_file
 
 Progress = Callable[[dict[str, Any]], None]
 

@@ -211,11 +211,12 @@ class K8sCompute(ComputeTarget):
         tail: list[str] = []
         if self.log_tail_lines:
             try:
-                text = core.read_namespaced_pod_log(name, namespace, tail_lines=self.log_tail_lines)
+                response = core.read_namespaced_pod_log(
+                    name, namespace, tail_lines=self.log_tail_lines, _preload_content=False
+                )  # raw bytes: for this text endpoint the client would hand back str(bytes)
+                text = response.data.decode("utf-8", "replace")
                 tail = [
-                    line
-                    for line in str(text).splitlines()
-                    if line and not line.startswith('{"__dagster_pipes')
+                    line for line in text.splitlines() if line and not line.startswith('{"__dagster_pipes')
                 ]
             except kubernetes.client.ApiException:
                 pass

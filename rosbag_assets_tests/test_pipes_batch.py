@@ -166,9 +166,7 @@ def test_single_bag_drive_runs_plain_jobs_with_pipes(batch: Batch, tmp_path: Pat
 def test_multi_bag_extract_fans_out_as_array_job(batch: Batch, tmp_path: Path) -> None:
     fake, key, moto = batch.fake, batch.key, batch.moto
     landing, out = _drive(tmp_path / "landing", "multi", bags=2), tmp_path / "out"
-    result = _materialize(
-        [raw_bags, extracted_frames], "multi", landing, out, _compute(moto, key)
-    )
+    result = _materialize([raw_bags, extracted_frames], "multi", landing, out, _compute(moto, key))
     assert result.success, [e.message for e in result.all_events if e.is_failure]
 
     arrays = [p for p in fake.submitted if "arrayProperties" in p]
@@ -215,7 +213,9 @@ def test_failed_job_fails_the_step_with_reason_and_log_tail(batch: Batch, tmp_pa
         return compute.for_asset("extracted_frames").run(context, params)
 
     compute = _compute(moto, key, fan_out=False)  # no plan to make: the job itself finds no inventory
-    result = _materialize([extract_without_inventory], "nobags", tmp_path / "landing", tmp_path / "out", compute)
+    result = _materialize(
+        [extract_without_inventory], "nobags", tmp_path / "landing", tmp_path / "out", compute
+    )
     assert not result.success
     (job,) = fake.jobs.values()
     assert job.exit_code not in (0, None)
@@ -265,7 +265,9 @@ def test_interrupt_terminates_the_batch_job(batch: Batch) -> None:
     (job,) = fake.jobs.values()
     assert fake.terminated == [job.job_id]
     assert job.process is not None and job.process.poll() is not None  # the container is gone
-    assert job.status == "FAILED" and job.status_reason.startswith("Dagster: the Dagster step stopped waiting")
+    assert job.status == "FAILED" and job.status_reason.startswith(
+        "Dagster: the Dagster step stopped waiting"
+    )
 
 
 @pytest.mark.slow

@@ -7,8 +7,6 @@ parameters. `ComputeTargets` is the Dagster resource that routes each asset to a
 
 from __future__ import annotations
 
-from typing import Any
-
 import dagster as dg
 from pydantic import Field
 
@@ -68,6 +66,3 @@ class ComputeTargets(dg.ConfigurableResource):
         if target is None:
             raise ComputeSettingsError(f"asset {asset}: compute target {name!r} is not configured")
         return target
-
-    def run(self, context: dg.AssetExecutionContext, asset: str, params: dict[str, Any]) -> RunOutput:
-        return self.for_asset(asset).run(context, params)

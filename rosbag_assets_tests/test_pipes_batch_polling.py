@@ -10,8 +10,11 @@ import pytest
 from aws_fakes import LocalBatchClient, ThrottlingLogs, setup_batch, throttle
 from botocore.exceptions import ClientError, EndpointConnectionError
 from conftest_aws import MotoEndpoint
+from dagster_pipes import encode_param
 
+from rosbag_assets.compute.batch import BatchCompute
 from rosbag_assets.compute.batch_client import PipesBatchClient
+from rosbag_assets.steps.fanout import FanOut, array_extras
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -159,3 +162,11 @@ def test_a_retry_attaches_to_the_job_an_earlier_attempt_left_running(
     assert result.asset_materializations_for_node("worker")[0].metadata["answer"].value == 42
     events = [e.event_type_value for e in result.all_events]
     assert "STEP_UP_FOR_RETRY" in events
+
+
+def test_a_retried_fanned_out_step_keeps_the_plan_of_its_live_array_job() -> None:
+    plan = FanOut(parts=[{"bag_names": ["a"], "version": "v1"}, {"bag_names": ["b"], "version": "v1"}])
+    context = encode_param({"data": {"extras": array_extras(plan)}})
+    job = {"container": {"environment": [{"name": "DAGSTER_PIPES_CONTEXT", "value": context}]}}
+    assert BatchCompute._plan_of(job) == plan  # same parts, same shared version: the finish step matches
+    assert BatchCompute._plan_of({"container": {"environment": []}}) is None

@@ -6,6 +6,10 @@ job's command as a local subprocess per job (per child for array jobs) with the 
 service would give the container: the job definition's environment, the container overrides and
 ``AWS_BATCH_JOB_ID``/``AWS_BATCH_JOB_ARRAY_INDEX``. Its output goes to a CloudWatch stream in
 ``/aws/batch/job`` and its exit code decides SUCCEEDED/FAILED.
+
+Faults for the polling tests: ``describe_faults`` is a queue of exceptions raised by the next
+``describe_jobs`` calls (``None`` entries let a call through), ``vanished`` makes ``describe_jobs`` return no
+jobs (as for a job id Batch no longer knows); `ThrottlingLogs` throttles CloudWatch reads.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from rosbag_assets.compute.cloudwatch import BATCH_LOG_GROUP
 
@@ -82,6 +88,9 @@ class LocalBatchClient:
         self.terminated: list[str] = []
         self.jobs: dict[str, LocalJob] = {}
         self.arrays: dict[str, int] = {}
+        self.describe_faults: list[BaseException | None] = []
+        self.vanished = False
+        self.describe_calls = 0
         with contextlib.suppress(self._logs.exceptions.ResourceAlreadyExistsException):
             self._logs.create_log_group(logGroupName=log_group)
 
@@ -181,7 +190,10 @@ class LocalBatchClient:
                 view["status"], view["statusReason"] = "FAILED", "Array Child Job failed"
             else:
                 view["status"] = "SUCCEEDED"
-            view.pop("container", None)
+            container = dict(view.get("container") or {})  # an array parent has no stream or exit code
+            container.pop("logStreamName", None)
+            container.pop("exitCode", None)
+            view["container"] = container
             view["arrayProperties"] = {
                 "size": len(children),
                 "statusSummary": {s: states.count(s) for s in set(states)},
@@ -203,9 +215,25 @@ class LocalBatchClient:
         return view
 
     def describe_jobs(self, jobs: list[str]) -> dict[str, Any]:
+        self.describe_calls += 1
+        if self.describe_faults:
+            fault = self.describe_faults.pop(0)
+            if fault is not None:
+                raise fault
+        if self.vanished:
+            return {"jobs": []}
         described = {j["jobId"]: j for j in self._client.describe_jobs(jobs=jobs)["jobs"]}
         known = [j for j in jobs if j in described or j in self.jobs or j in self.arrays]
         return {"jobs": [self._view(j, described.get(j, {})) for j in known]}
+
+    def list_jobs(self, **kwargs: Any) -> dict[str, Any]:
+        """moto's listing with the local runs' statuses (moto's own job lifecycle is not the local one)."""
+        response = self._client.list_jobs(**kwargs)
+        for summary in response.get("jobSummaryList", []):
+            job_id = summary["jobId"]
+            if job_id in self.arrays or job_id in self.jobs:
+                summary["status"] = self._view(job_id, {})["status"]
+        return response
 
     def terminate_job(self, jobId: str, reason: str) -> dict[str, Any]:
         response = self._client.terminate_job(jobId=jobId, reason=reason)
@@ -228,3 +256,29 @@ class LocalBatchClient:
             if job.process is not None and job.process.poll() is None:
                 os.killpg(job.process.pid, signal.SIGKILL)
                 job.process.wait()
+
+
+def throttle(operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, operation)
+
+
+class ThrottlingLogs:
+    """A CloudWatch Logs client that throttles every ``get_log_events`` once it has delivered the Pipes
+    ``closed`` message: the final reads after a successful job all fail."""
+
+    def __init__(self, client: Any):
+        self._client = client
+        self.closed_seen = False
+        self.throttled = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_log_events(self, **kwargs: Any) -> dict[str, Any]:
+        if self.closed_seen:
+            self.throttled += 1
+            raise throttle("GetLogEvents")
+        response = self._client.get_log_events(**kwargs)
+        if any('"method": "closed"' in e.get("message", "") for e in response.get("events", [])):
+            self.closed_seen = True
+        return response

@@ -128,7 +128,6 @@ def test_single_bag_drive_runs_plain_jobs_with_pipes(batch: Batch, tmp_path: Pat
     compute = _compute(
         moto,
         key,
-        array_per_bag=True,
         per_asset={"raw_bags": {"job_queue": "gpu", "timeout_s": 120, "retry_attempts": 2}},
     )
     result = _materialize([raw_bags, extracted_frames], "single", landing, out, compute)
@@ -167,9 +166,7 @@ def test_single_bag_drive_runs_plain_jobs_with_pipes(batch: Batch, tmp_path: Pat
 def test_multi_bag_extract_fans_out_as_array_job(batch: Batch, tmp_path: Path) -> None:
     fake, key, moto = batch.fake, batch.key, batch.moto
     landing, out = _drive(tmp_path / "landing", "multi", bags=2), tmp_path / "out"
-    result = _materialize(
-        [raw_bags, extracted_frames], "multi", landing, out, _compute(moto, key, array_per_bag=True)
-    )
+    result = _materialize([raw_bags, extracted_frames], "multi", landing, out, _compute(moto, key))
     assert result.success, [e.message for e in result.all_events if e.is_failure]
 
     arrays = [p for p in fake.submitted if "arrayProperties" in p]
@@ -179,6 +176,12 @@ def test_multi_bag_extract_fans_out_as_array_job(batch: Batch, tmp_path: Path) -
     assert [c.env["AWS_BATCH_JOB_ARRAY_INDEX"] for c in children] == ["0", "1"]
     assert all(c.exit_code == 0 for c in children)
     assert len(fake.submitted) == 3  # inventory, array extract, merge/commit
+    assert [p["jobName"].split("-")[-2] for p in fake.submitted[1:]] == ["parts", "finish"]
+    plan = decode_param(_env(arrays[0])["DAGSTER_PIPES_CONTEXT"])["data"]["extras"]
+    parts, finish = plan["fanout_parts"], plan["fanout_finish"]  # the plan the step declared
+    assert [p["bag_names"] for p in parts] == [["front_ros1.bag"], ["front_ros2/"]]
+    assert {p["version"] for p in parts} == {finish["version"]} and not any(p["commit"] for p in parts)
+    assert finish["bag_names"] == [] and finish["commit"] is True
 
     storage = storage_from_uri(str(out))
     manifest = publish.current(storage, "multi/extracted_frames")
@@ -209,14 +212,15 @@ def test_failed_job_fails_the_step_with_reason_and_log_tail(batch: Batch, tmp_pa
         params = storage.step_params("extracted_frames", context.partition_key, context.run_id)
         return compute.for_asset("extracted_frames").run(context, params)
 
+    compute = _compute(moto, key, fan_out=False)  # no plan to make: the job itself finds no inventory
     result = _materialize(
-        [extract_without_inventory], "nobags", tmp_path / "landing", tmp_path / "out", _compute(moto, key)
+        [extract_without_inventory], "nobags", tmp_path / "landing", tmp_path / "out", compute
     )
     assert not result.success
     (job,) = fake.jobs.values()
     assert job.exit_code not in (0, None)
     error = result.get_step_failure_events()[0].step_failure_data.error.to_string()
-    assert f"AWS Batch job {job.job_id} failed" in error
+    assert "BatchJobFailed" in error and f"AWS Batch job {job.job_id} failed" in error
     assert "Essential container in task exited" in error and f"exit code: {job.exit_code}" in error
     assert "materialize the upstream asset first" in error  # from the job's last log lines
 
@@ -261,7 +265,9 @@ def test_interrupt_terminates_the_batch_job(batch: Batch) -> None:
     (job,) = fake.jobs.values()
     assert fake.terminated == [job.job_id]
     assert job.process is not None and job.process.poll() is not None  # the container is gone
-    assert job.status == "FAILED" and job.status_reason == "Dagster step was interrupted"
+    assert job.status == "FAILED" and job.status_reason.startswith(
+        "Dagster: the Dagster step stopped waiting"
+    )
 
 
 @pytest.mark.slow

@@ -3,8 +3,11 @@
 ``FakeSageMaker`` wraps a boto3 client on moto: create_* really calls moto, then runs the job's
 container entry point as a local subprocess with only the environment SageMaker would give it (the
 request's ``Environment`` plus role credentials), so the Pipes context and messages really go through S3.
+Throttling is injected below botocore's retry handler (a ``before-send`` hook answers 400
+ThrottlingException), so it is botocore's retry configuration that is tested, not a hand-written loop.
 """
 
+import json
 import random
 import re
 import socket
@@ -19,19 +22,16 @@ from typing import Any, ClassVar
 import boto3
 import dagster as dg
 import pytest
-from botocore.exceptions import ClientError
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError, EndpointConnectionError
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.pipes import utils as pipes_utils
 from moto.server import ThreadedMotoServer
 
 from rosbag_assets.compute import ComputeTargets, LocalCompute
+from rosbag_assets.compute.aws import aws_client
 from rosbag_assets.compute.sagemaker import SageMakerCompute
-from rosbag_assets.compute.sagemaker_client import (
-    JOB_NAME_RE,
-    PipesSageMakerClient,
-    call_with_backoff,
-    sagemaker_job_name,
-)
+from rosbag_assets.compute.sagemaker_client import JOB_NAME_RE, PipesSageMakerClient, sagemaker_job_name
 from rosbag_assets.defs.drives import extracted_frames, raw_bags
 from rosbag_assets.defs.labels import lane_labels
 from rosbag_assets.defs.resources import DriveStorage
@@ -43,29 +43,61 @@ CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AW
 ROLE = "arn:aws:iam::123456789012:role/rosbag-assets-sagemaker"
 
 
-def _throttle(op: str) -> ClientError:
-    return ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, op)
+class _Body:
+    def __init__(self, data: bytes):
+        self._data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self._data
 
 
 class FakeSageMaker:
-    """A boto3 SageMaker client on moto that also runs each job's container entry point locally."""
+    """A boto3 SageMaker client on moto that also runs each job's container entry point locally.
 
-    def __init__(self, endpoint: str, *, throttle: dict[str, int] | None = None, hang: bool = False):
-        self._sm = boto3.client("sagemaker", endpoint_url=endpoint, region_name=REGION)
+    Args:
+        throttle: HTTP attempts to answer with ThrottlingException, per operation (``CreateProcessingJob``);
+            botocore's retries see them.
+        faults: exceptions raised by the next ``describe_*_job`` calls (``None`` lets a call through).
+        hang: jobs never finish (for cancel tests).
+        in_progress_polls: describes that still report ``InProgress`` for a finished job.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        throttle: dict[str, int] | None = None,
+        faults: list[BaseException | None] | None = None,
+        hang: bool = False,
+        in_progress_polls: int = 0,
+    ):
         self._s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
-        self.meta = self._sm.meta
         self.throttle = Counter(throttle or {})
+        self.faults = list(faults or [])
         self.hang = hang
+        self.in_progress_polls = in_progress_polls
+        self.attempts: Counter[str] = Counter()  # HTTP attempts per operation, retries included
         self.calls: Counter[str] = Counter()
         self.requests: dict[str, dict[str, Any]] = {}
         self.outcomes: dict[str, dict[str, Any]] = {}
         self.stopped: list[str] = []
+        self.bind(aws_client("sagemaker", region=REGION, endpoint_url=endpoint, retry_mode="standard"))
 
-    def _enter(self, op: str) -> None:
-        self.calls[op] += 1
+    def bind(self, client: Any) -> "FakeSageMaker":
+        """Use `client` (e.g. the one SageMakerCompute configures) and throttle below its retries."""
+        self._sm = client
+        self.meta = client.meta
+        client.meta.events.register("before-send.sagemaker", self._before_send)
+        return self
+
+    def _before_send(self, request: Any, event_name: str, **_: Any) -> AWSResponse | None:
+        op = event_name.rsplit(".", 1)[-1]
+        self.attempts[op] += 1
         if self.throttle[op] > 0:
             self.throttle[op] -= 1
-            raise _throttle(op)
+            body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+            return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _Body(body))
+        return None
 
     def _run_container(
         self, name: str, entrypoint: list[str], env: dict[str, str], inputs: list[str]
@@ -90,7 +122,7 @@ class FakeSageMaker:
             self.outcomes[name] = {"status": "Failed", "reason": f"AlgorithmError: {tail[:900]}"}
 
     def create_processing_job(self, **kw: Any) -> dict[str, Any]:
-        self._enter("create_processing_job")
+        self.calls["create_processing_job"] += 1
         resp = self._sm.create_processing_job(**kw)
         self.requests[kw["ProcessingJobName"]] = kw
         inputs = [i["S3Input"]["S3Uri"] for i in kw.get("ProcessingInputs", [])]
@@ -100,7 +132,7 @@ class FakeSageMaker:
         return resp
 
     def create_training_job(self, **kw: Any) -> dict[str, Any]:
-        self._enter("create_training_job")
+        self.calls["create_training_job"] += 1
         resp = self._sm.create_training_job(**kw)
         self.requests[kw["TrainingJobName"]] = kw
         inputs = [c["DataSource"]["S3DataSource"]["S3Uri"] for c in kw.get("InputDataConfig", [])]
@@ -109,19 +141,31 @@ class FakeSageMaker:
         self._run_container(kw["TrainingJobName"], cmd, kw.get("Environment", {}), inputs)
         return resp
 
+    def _status(self, kind: str, name: str, moto_status: str) -> tuple[str, str | None]:
+        outcome = self.outcomes.get(name, {})
+        if name in self.stopped:
+            return "Stopped", None
+        if self.hang or self.calls[f"describe_{kind}_job"] <= self.in_progress_polls:
+            return "InProgress", None
+        if outcome:
+            return outcome["status"], outcome.get("reason")
+        return moto_status, None
+
     def _describe(self, kind: str, name: str) -> dict[str, Any]:
         op = f"describe_{kind}_job"
-        self._enter(op)
-        resp = getattr(self._sm, op)(**{f"{kind.capitalize()}JobName": name})
-        outcome = self.outcomes.get(name, {})
-        if self.hang and name not in self.stopped:
-            if self.calls[op] >= 2:  # the run is terminated while we poll
-                raise DagsterExecutionInterruptedError()
-            resp[f"{kind.capitalize()}JobStatus"] = "InProgress"
-        elif outcome and name not in self.stopped:
-            resp[f"{kind.capitalize()}JobStatus"] = outcome["status"]
-            if "reason" in outcome:
-                resp["FailureReason"] = outcome["reason"]
+        self.calls[op] += 1
+        if self.faults:
+            fault = self.faults.pop(0)
+            if fault is not None:
+                raise fault
+        if self.hang and name not in self.stopped and self.calls[op] >= 2:
+            raise DagsterExecutionInterruptedError()  # the run is terminated while we poll
+        key = kind.capitalize()
+        resp = getattr(self._sm, op)(**{f"{key}JobName": name})
+        resp[f"{key}JobStatus"], reason = self._status(kind, name, resp[f"{key}JobStatus"])
+        if reason:
+            resp["FailureReason"] = reason
+        resp.setdefault("Environment", self.requests.get(name, {}).get("Environment", {}))  # as the service
         return resp
 
     def describe_processing_job(self, ProcessingJobName: str) -> dict[str, Any]:
@@ -130,25 +174,41 @@ class FakeSageMaker:
     def describe_training_job(self, TrainingJobName: str) -> dict[str, Any]:
         return self._describe("training", TrainingJobName)
 
+    def list_processing_jobs(self, **kw: Any) -> dict[str, Any]:
+        """moto's listing with the local runs' statuses (StatusEquals applied to those)."""
+        wanted = kw.pop("StatusEquals", None)
+        resp = self._sm.list_processing_jobs(**kw)
+        summaries = []
+        for summary in resp["ProcessingJobSummaries"]:
+            name = summary["ProcessingJobName"]
+            summary["ProcessingJobStatus"] = self._status("processing", name, summary["ProcessingJobStatus"])[
+                0
+            ]
+            if wanted is None or summary["ProcessingJobStatus"] == wanted:
+                summaries.append(summary)
+        resp["ProcessingJobSummaries"] = summaries
+        return resp
+
+    def list_tags(self, **kw: Any) -> dict[str, Any]:
+        return self._sm.list_tags(**kw)
+
     def stop_processing_job(self, ProcessingJobName: str) -> dict[str, Any]:
-        self._enter("stop_processing_job")
         self.stopped.append(ProcessingJobName)
         return self._sm.stop_processing_job(ProcessingJobName=ProcessingJobName)
 
     def stop_training_job(self, TrainingJobName: str) -> dict[str, Any]:
-        self._enter("stop_training_job")  # moto has no stop_training_job
-        self.stopped.append(TrainingJobName)
+        self.stopped.append(TrainingJobName)  # moto has no stop_training_job
         return {}
 
 
 class FakeSageMakerCompute(SageMakerCompute):
-    """SageMakerCompute whose SageMaker client is the test's fake."""
+    """SageMakerCompute whose SageMaker client is the test's fake, bound to the client it configures."""
 
     fake: ClassVar[FakeSageMaker | None] = None
 
     def sagemaker_client(self) -> Any:
         assert FakeSageMakerCompute.fake is not None
-        return FakeSageMakerCompute.fake
+        return FakeSageMakerCompute.fake.bind(super().sagemaker_client())
 
 
 class Targets(ComputeTargets):
@@ -225,14 +285,14 @@ def test_lane_labels_round_trip_through_sagemaker(
     drive_on_s3: tuple[dg.DagsterInstance, DriveStorage], aws: str, kind: str
 ) -> None:
     instance, storage = drive_on_s3
-    fake = FakeSageMaker(aws, throttle={f"create_{kind}_job": 2, f"describe_{kind}_job": 1})
+    op = "ProcessingJob" if kind == "processing" else "TrainingJob"
+    fake = FakeSageMaker(aws, throttle={f"Create{op}": 2, f"Describe{op}": 1})
     FakeSageMakerCompute.fake = fake
     pipes_bucket = _bucket(aws)
-    training = ["lane_labels"] if kind == "training" else []
     compute = Targets(
         local=LocalCompute(),
-        per_asset={"lane_labels": "sagemaker"},
-        sagemaker=_compute(aws, pipes_bucket, training_assets=training),
+        assets={"lane_labels": "sagemaker"},
+        sagemaker=_compute(aws, pipes_bucket, per_asset={"lane_labels": {"job_kind": kind}}),
     )
     res = dg.materialize(
         [lane_labels],
@@ -241,8 +301,9 @@ def test_lane_labels_round_trip_through_sagemaker(
         resources={"storage": storage, "compute": compute},
     )
     assert res.success
-    # throttled twice on create and once on describe, then succeeded; exactly one job was created
-    assert fake.calls[f"create_{kind}_job"] == 3
+    # throttled twice on create and once on describe; botocore retried; exactly one job was created
+    assert fake.attempts[f"Create{op}"] == 3 and fake.calls[f"create_{kind}_job"] == 1
+    assert fake.throttle[f"Describe{op}"] == 0
     assert len(fake.requests) == 1
     ((name, request),) = fake.requests.items()
     assert JOB_NAME_RE.match(name) and len(name) <= 63 and name.startswith("lane-labels-d1-")
@@ -276,8 +337,10 @@ def test_lane_labels_round_trip_through_sagemaker(
     assert any(k.endswith(f"jobs/{name}/params/params.json") for k in keys)
 
 
-def _one_shot_asset(extras: dict[str, Any], kind: str = "processing") -> dg.AssetsDefinition:
-    @dg.asset(name="probe")
+def _one_shot_asset(
+    extras: dict[str, Any], kind: str = "processing", retries: int = 0, forward_termination: bool = True
+) -> dg.AssetsDefinition:
+    @dg.asset(name="probe", retry_policy=dg.RetryPolicy(max_retries=retries) if retries else None)
     def probe(context: dg.AssetExecutionContext) -> Any:
         fake = FakeSageMakerCompute.fake
         client = PipesSageMakerClient(
@@ -286,6 +349,7 @@ def _one_shot_asset(extras: dict[str, Any], kind: str = "processing") -> dg.Asse
             s3_client=boto3.client("s3", endpoint_url=extras["endpoint"], region_name=REGION),
             poll_interval=0.01,
             message_interval=0.05,
+            forward_termination=forward_termination,
         )
         name = sagemaker_job_name(context.run_id, "probe", None, context.retry_number)
         params = {"ProcessingJobName": name, **extras["job"]} if kind == "processing" else None
@@ -294,6 +358,22 @@ def _one_shot_asset(extras: dict[str, Any], kind: str = "processing") -> dg.Asse
         ).get_results()
 
     return probe
+
+
+# A container that reports a materialization through the S3 Pipes transport, as the entry point does.
+WORKER = """
+import os, boto3
+from dagster_pipes import PipesS3ContextLoader, PipesS3MessageWriter, open_dagster_pipes
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"])
+with open_dagster_pipes(context_loader=PipesS3ContextLoader(s3), message_writer=PipesS3MessageWriter(s3)) as p:
+    p.report_asset_materialization(metadata={"answer": 42})
+"""
+
+
+def _worker_job(endpoint: str, bucket: str) -> dict[str, Any]:
+    job = _job(endpoint, bucket, ["python", "-c", WORKER])
+    job["Environment"]["AWS_ENDPOINT_URL_S3"] = endpoint
+    return job
 
 
 def _job(endpoint: str, bucket: str, entrypoint: list[str]) -> dict[str, Any]:
@@ -367,42 +447,76 @@ def test_env_values_over_256_chars_are_rejected_before_create(aws: str) -> None:
     assert "caps environment values at 256" in str(failure.step_failure_data.error)
 
 
+@pytest.mark.slow
+def test_throttled_create_is_retried_by_botocore(aws: str) -> None:
+    fake = FakeSageMaker(aws, throttle={"CreateProcessingJob": 2})
+    FakeSageMakerCompute.fake = fake
+    bucket = _bucket(aws)
+    probe = _one_shot_asset({"bucket": bucket, "endpoint": aws, "job": _worker_job(aws, bucket)})
+    res = dg.materialize([probe], instance=dg.DagsterInstance.ephemeral())
+    assert res.success and fake.attempts["CreateProcessingJob"] == 3 and len(fake.requests) == 1
+    assert res.asset_materializations_for_node("probe")[0].metadata["answer"].value == 42
+    config = _compute(aws, bucket).sagemaker_client().meta.config.retries
+    assert config["mode"] == "adaptive"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "Describe"),
+        pytest.param(
+            EndpointConnectionError(endpoint_url="https://api.sagemaker.us-east-1.amazonaws.com"),
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "Describe"),
+            marks=pytest.mark.slow,
+        ),
+    ],
+    ids=["throttled", "network", "access-denied"],
+)
+def test_polling_that_fails_for_good_stops_the_job(aws: str, fault: Exception) -> None:
+    fake = FakeSageMaker(aws, faults=[fault] * 20)  # botocore's own retries are already used up
+    FakeSageMakerCompute.fake = fake
+    bucket = _bucket(aws)
+    probe = _one_shot_asset(
+        {"bucket": bucket, "endpoint": aws, "job": _job(aws, bucket, ["python", "-c", "pass"])}
+    )
+    res = dg.materialize([probe], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not res.success
+    (name,) = fake.requests
+    assert fake.stopped == [name]
+    error = str(
+        next(e for e in res.all_events if e.event_type_value == "STEP_FAILURE").step_failure_data.error
+    )
+    assert ("RemoteJobLost" in error) is ("AccessDenied" not in str(fault))
+
+
+@pytest.mark.slow
+def test_a_retry_attaches_to_the_job_an_earlier_attempt_left_running(aws: str) -> None:
+    # The first attempt dies while polling without stopping its job (as a killed step process would);
+    # the job is still InProgress when Dagster's retry policy runs the step again.
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "Describe")
+    fake = FakeSageMaker(aws, faults=[denied], in_progress_polls=2)
+    FakeSageMakerCompute.fake = fake
+    bucket = _bucket(aws)
+    job = _worker_job(aws, bucket)
+    probe = _one_shot_asset(
+        {"bucket": bucket, "endpoint": aws, "job": job}, retries=1, forward_termination=False
+    )
+    res = dg.materialize([probe], instance=dg.DagsterInstance.ephemeral())
+    assert res.success
+    assert len(fake.requests) == 1 and fake.stopped == []  # attached, not created again
+    # the messages the job wrote under the first attempt's S3 prefix reached the retry's session
+    assert res.asset_materializations_for_node("probe")[0].metadata["answer"].value == 42
+    assert "STEP_UP_FOR_RETRY" in [e.event_type_value for e in res.all_events]
+
+
 def test_local_output_is_refused() -> None:
     compute = _compute("http://127.0.0.1:1", "pipes")
     ctx = dg.build_asset_context()
     with pytest.raises(ValueError, match="need S3 storage"):
-        compute.run(ctx, {"step": "lane_labels", "drive": "d1", "output": "/tmp/out"})
-
-
-def test_backoff_retries_only_throttling_with_growing_jittered_delays() -> None:
-    delays: list[float] = []
-    calls = Counter[str]()
-
-    def flaky() -> str:
-        calls["n"] += 1
-        if calls["n"] <= 5:
-            raise _throttle("CreateProcessingJob")
-        return "ok"
-
-    random.seed(1)
-    assert call_with_backoff(flaky, base_delay=1.0, max_delay=4.0, sleep=delays.append) == "ok"
-    assert calls["n"] == 6 and len(delays) == 5
-    assert all(0 <= d <= min(4.0, 2**i) for i, d in enumerate(delays))
-    assert len(set(delays)) == 5  # jittered, not a fixed schedule
-
-    def invalid() -> None:
-        raise ClientError({"Error": {"Code": "ValidationException", "Message": "bad"}}, "Create")
-
-    with pytest.raises(ClientError, match="ValidationException"):
-        call_with_backoff(invalid, sleep=delays.append)
-    assert len(delays) == 5
-
-    def always_throttled() -> None:
-        raise _throttle("DescribeProcessingJob")
-
-    with pytest.raises(ClientError, match="ThrottlingException"):
-        call_with_backoff(always_throttled, max_attempts=3, sleep=delays.append)
-    assert len(delays) == 7
+        compute.run_step(ctx, "lane_labels", {"step": "lane_labels", "drive": "d1", "output": "/tmp/out"})
 
 
 def _random_text(rng: random.Random, n: int) -> str:

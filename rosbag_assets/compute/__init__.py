@@ -1,53 +1,49 @@
-"""Compute targets: where a job runs. Local (subprocess or in-process) by default; chosen per asset by configuration.
+"""Compute targets: where a step runs. Local by default; chosen per asset by configuration, not code.
 
-Every target runs the same entry point, ``python -m rosbag_assets.steps.entrypoint``, with the same parameters.
+Every target runs the same entry point, ``python -m rosbag_assets.steps.entrypoint``, with the same
+parameters. `ComputeTargets` is the Dagster resource that routes each asset to a target;
+`rosbag_assets.compute.settings.compute_from_env` builds it from the environment and a deployment file.
 """
 
-import sys
-from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from __future__ import annotations
 
 import dagster as dg
 from pydantic import Field
 
 from rosbag_assets.compute.batch import BatchCompute
 from rosbag_assets.compute.k8s import K8sCompute
+from rosbag_assets.compute.local import LocalCompute
 from rosbag_assets.compute.sagemaker import SageMakerCompute
-from rosbag_assets.defs.resources import ContextLog, result_to_dagster
-from rosbag_assets.steps.entrypoint import run_step
+from rosbag_assets.compute.target import ComputeSettingsError, ComputeTarget, RunOutput
 
-JOB_COMMAND = [sys.executable, "-m", "rosbag_assets.steps.entrypoint"]
-RunOutput = dg.MaterializeResult | Sequence[dg.MaterializeResult | dg.AssetCheckResult]
+TARGETS: dict[str, type[ComputeTarget]] = {
+    "local": LocalCompute,
+    "batch": BatchCompute,
+    "sagemaker": SageMakerCompute,
+    "k8s": K8sCompute,
+}
 
-
-class ComputeTarget(Protocol):
-    def run(self, context: dg.AssetExecutionContext, params: dict[str, Any]) -> RunOutput: ...
-
-
-class LocalCompute(dg.ConfigurableResource):
-    """Runs jobs on this machine: as a Pipes subprocess (the container code path) or in-process."""
-
-    mode: Literal["subprocess", "in_process"] = Field(
-        default="subprocess",
-        description="subprocess: the same Pipes entry point containers run; in_process: no process start-up.",
-    )
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for subprocess jobs.")
-
-    def run(self, context: dg.AssetExecutionContext, params: dict[str, Any]) -> RunOutput:
-        if self.mode == "in_process":
-            return result_to_dagster(run_step(params, log=ContextLog(context)))
-        client = dg.PipesSubprocessClient(env=dict(self.env) or None)
-        return client.run(context=context, command=JOB_COMMAND, extras=params).get_results()
+__all__ = [
+    "TARGETS",
+    "BatchCompute",
+    "ComputeSettingsError",
+    "ComputeTarget",
+    "ComputeTargets",
+    "K8sCompute",
+    "LocalCompute",
+    "RunOutput",
+    "SageMakerCompute",
+]
 
 
 class ComputeTargets(dg.ConfigurableResource):
-    """Which target runs each asset's job: ``default`` for all, ``per_asset`` to override one asset."""
+    """Which target runs each asset's step: ``default`` for all, ``assets`` to route one asset elsewhere."""
 
-    default: Literal["local", "batch"] = Field(
-        default="local", description="Target for assets not in per_asset."
+    default: str = Field(
+        default="local", description=f"Target of assets not in `assets`: one of {list(TARGETS)}."
     )
-    per_asset: dict[str, str] = Field(default_factory=dict, description='e.g. {"object_labels": "batch"}')
-    local: LocalCompute | None = Field(default=None, description="Local target (subprocess when unset).")
+    assets: dict[str, str] = Field(default_factory=dict, description='e.g. {"object_labels": "sagemaker"}')
+    local: LocalCompute | None = Field(default=None, description="Local target (a subprocess when unset).")
     batch: BatchCompute | None = Field(default=None, description="AWS Batch target.")
     sagemaker: SageMakerCompute | None = Field(
         default=None, description="SageMaker Processing/Training target."
@@ -55,13 +51,18 @@ class ComputeTargets(dg.ConfigurableResource):
     k8s: K8sCompute | None = Field(default=None, description="Kubernetes pod target (dagster-k8s Pipes).")
 
     def target_name(self, asset: str) -> str:
-        return self.per_asset.get(asset, self.default)
+        return self.assets.get(asset, self.default)
 
     def for_asset(self, asset: str) -> ComputeTarget:
+        """The configured target of `asset` (its ``run`` applies the target's per-asset settings)."""
         name = self.target_name(asset)
+        if name not in TARGETS:
+            raise ComputeSettingsError(
+                f"asset {asset}: unknown compute target {name!r}; one of {list(TARGETS)}"
+            )
         if name == "local":
             return self.local or LocalCompute()
-        target = getattr(self, name, None)
+        target = getattr(self, name)
         if target is None:
-            raise ValueError(f"asset {asset}: compute target {name!r} is not configured")
+            raise ComputeSettingsError(f"asset {asset}: compute target {name!r} is not configured")
         return target

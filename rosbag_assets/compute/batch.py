@@ -1,51 +1,37 @@
-"""`BatchCompute`: the AWS Batch compute target. Same ``run(context, params)`` as `LocalCompute`.
+"""`BatchCompute`: the AWS Batch compute target.
 
-Each asset's job runs ``python -m rosbag_assets.steps.entrypoint`` in a container of the configured job
-definition; ``per_asset`` picks another queue/definition per asset (GPU queue for ``object_labels``, Spot
-CPU for ``extracted_frames``, Fargate for ``raw_bags``). With ``array_per_bag`` the extract job fans out as
-an array job, one child per readable bag of the committed ``raw_bags`` inventory, all writing into one
-shared uncommitted version; a final merge step (a second Batch job, or in-process) commits it.
+Each step runs ``python -m rosbag_assets.steps.entrypoint`` in a container of the configured job definition;
+``per_asset`` changes any setting for one asset (GPU queue for ``object_labels``, Spot CPU for
+``extracted_frames``, Fargate for ``raw_bags``). When the step declares a split (`steps.fanout`) and
+``fan_out`` is on, its parts run as one array job (a child per part) and its finish step as a second job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Literal
 
-import boto3
 import dagster as dg
-from pydantic import BaseModel, Field
+from dagster._core.pipes.utils import PipesEnvContextInjector
+from dagster_aws.pipes import PipesS3ContextInjector
+from pydantic import Field
 
-from rosbag_assets.compute.batch_client import PipesBatchClient, job_name, retry_strategy
+from rosbag_assets.compute.attach import ResumableS3MessageReader, environment, pipes_extras
+from rosbag_assets.compute.aws import RetryMode, aws_client
+from rosbag_assets.compute.batch_client import TAIL_LINES, PipesBatchClient, job_name, retry_strategy
+from rosbag_assets.compute.cloudwatch import PipesBatchLogsMessageReader
+from rosbag_assets.compute.target import ENTRY_POINT, ComputeTarget, RunOutput
 from rosbag_assets.defs.resources import ContextLog, result_to_dagster
-from rosbag_assets.io import publish
-from rosbag_assets.io.storage import join_key, storage_from_uri
 from rosbag_assets.steps.entrypoint import run_step
+from rosbag_assets.steps.fanout import FanOut, array_extras, plan_fanout, plan_from_extras
 
-BATCH_COMMAND = ["python", "-m", "rosbag_assets.steps.entrypoint"]
-RunOutput = dg.MaterializeResult | Sequence[dg.MaterializeResult | dg.AssetCheckResult]
-
-
-class AssetBatchSettings(BaseModel):
-    """Per-asset overrides of `BatchCompute`'s defaults; unset fields fall back to them."""
-
-    job_queue: str | None = None
-    job_definition: str | None = None
-    timeout_s: int | None = None
-    retry_attempts: int | None = None
-    array_per_bag: bool | None = None
+PIPES_BUCKET_ENV = "ROSBAG_ASSETS_PIPES_BUCKET"
 
 
-class BatchCompute(dg.ConfigurableResource):
-    """Runs jobs as AWS Batch jobs through Dagster Pipes."""
+class BatchCompute(ComputeTarget):
+    """Runs steps as AWS Batch jobs through Dagster Pipes."""
 
-    job_queue: str = Field(description="Default job queue.")
-    job_definition: str = Field(description="Default job definition (name, name:revision or ARN).")
-    per_asset: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        description='Overrides per asset, e.g. {"object_labels": {"job_queue": "gpu", "job_definition": '
-        '"rosbag-gpu"}}; keys: job_queue, job_definition, timeout_s, retry_attempts, array_per_bag.',
-    )
+    job_queue: str = Field(description="Job queue.")
+    job_definition: str = Field(description="Job definition (name, name:revision or ARN).")
     region: str | None = Field(default=None, description="AWS region; default: the boto3 default.")
     endpoint_url: str | None = Field(default=None, description="Endpoint for Batch, Logs and S3 (moto, VPC).")
     timeout_s: int = Field(default=6 * 3600, ge=60, description="Per-attempt timeout (Batch minimum 60).")
@@ -53,107 +39,122 @@ class BatchCompute(dg.ConfigurableResource):
         default=3, ge=1, le=10, description="Attempts; only host/Spot losses and image pulls are retried."
     )
     pipes_bucket: str | None = Field(
-        default=None, description="S3 bucket for the Pipes context and messages (else env + CloudWatch)."
+        default=None, description="S3 bucket for a plain job's Pipes context and messages (else env + logs)."
     )
-    array_per_bag: bool = Field(
-        default=False, description="Extract as an array job, one child per bag, then merge and commit."
+    fan_out: bool = Field(
+        default=True, description="Run a step that declares a split as an array job plus a finish job."
     )
-    merge: Literal["batch", "in_process"] = Field(
-        default="batch", description="Where the array extract's merge/commit step runs."
+    finish_on: Literal["batch", "in_process"] = Field(
+        default="batch", description="Where the finish (merge/commit) step of a fanned-out step runs."
     )
     environment: dict[str, str] = Field(default_factory=dict, description="Extra container environment.")
     poll_interval_s: float = Field(default=10.0, gt=0, description="Seconds between describe_jobs calls.")
     logs_grace_s: float = Field(default=30.0, ge=0, description="Wait for CloudWatch's last messages.")
-
-    def settings(self, asset: str) -> AssetBatchSettings:
-        """This asset's queue, definition, timeout, retries and fan-out after overrides."""
-        override = AssetBatchSettings.model_validate(self.per_asset.get(asset, {}))
-        return AssetBatchSettings(
-            job_queue=override.job_queue or self.job_queue,
-            job_definition=override.job_definition or self.job_definition,
-            timeout_s=override.timeout_s or self.timeout_s,
-            retry_attempts=override.retry_attempts or self.retry_attempts,
-            array_per_bag=self.array_per_bag if override.array_per_bag is None else override.array_per_bag,
-        )
+    max_poll_errors: int = Field(default=5, ge=0, description="Failed polls in a row before giving up.")
+    retry_mode: RetryMode = Field(default="adaptive", description="botocore retry mode of the AWS clients.")
+    max_attempts: int = Field(default=10, ge=1, description="botocore attempts per AWS call.")
 
     def boto_client(self, service: str) -> Any:
         """A boto3 client for `service` (``batch``, ``logs``, ``s3``); tests substitute fakes here."""
-        return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)
+        return aws_client(
+            service,
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            retry_mode=self.retry_mode,
+            max_attempts=self.max_attempts,
+        )
 
-    def pipes_client(self) -> PipesBatchClient:
+    def uses_s3_pipes(self, array: bool) -> bool:
+        return bool(self.pipes_bucket) and not array
+
+    def pipes_client(self, *, array: bool = False) -> PipesBatchClient:
+        """The Pipes client: S3 context/messages for plain jobs with a bucket, else env + CloudWatch."""
+        logs = self.boto_client("logs")
+        if self.uses_s3_pipes(array):
+            s3 = self.boto_client("s3")
+            injector: Any = PipesS3ContextInjector(bucket=str(self.pipes_bucket), client=s3)
+            reader: Any = ResumableS3MessageReader(
+                bucket=str(self.pipes_bucket), client=s3, interval=min(self.poll_interval_s, 2.0)
+            )
+        else:
+            injector = PipesEnvContextInjector()
+            reader = PipesBatchLogsMessageReader(
+                logs, poll_interval_s=min(self.poll_interval_s, 2.0), keep_lines=TAIL_LINES
+            )
         return PipesBatchClient(
-            client=self.boto_client("batch"),
-            logs_client=self.boto_client("logs"),
-            s3_client=self.boto_client("s3") if self.pipes_bucket else None,
-            pipes_bucket=self.pipes_bucket,
+            self.boto_client("batch"),
+            injector,
+            reader,
+            logs_client=logs,
             poll_interval_s=self.poll_interval_s,
             logs_grace_s=self.logs_grace_s,
+            max_poll_errors=self.max_poll_errors,
         )
 
     def submit_params(
-        self, context: dg.AssetExecutionContext, asset: str, suffix: str = ""
+        self, context: dg.AssetExecutionContext, asset: str, suffix: str = "", array: bool = False
     ) -> dict[str, Any]:
-        """``submit_job`` parameters for `asset` (the Pipes client adds env, tags and array size)."""
-        s = self.settings(asset)
+        """``submit_job`` parameters (the Pipes client adds the Pipes env, tags and array size).
+
+        The name is the same for every attempt of the step, so a retry can find a job left running.
+        """
         partition = context.partition_key if context.has_partition_key else ""
-        params: dict[str, Any] = {
+        env = dict(self.environment)
+        if self.uses_s3_pipes(array):
+            env[PIPES_BUCKET_ENV] = str(self.pipes_bucket)
+        return {
             "jobName": job_name(asset, partition, suffix, context.run_id[:8]),
-            "jobQueue": s.job_queue,
-            "jobDefinition": s.job_definition,
+            "jobQueue": self.job_queue,
+            "jobDefinition": self.job_definition,
             "containerOverrides": {
-                "command": list(BATCH_COMMAND),
-                "environment": [{"name": k, "value": v} for k, v in self.environment.items()],
+                "command": list(ENTRY_POINT),
+                "environment": [{"name": k, "value": v} for k, v in env.items()],
             },
-            "timeout": {"attemptDurationSeconds": max(60, int(s.timeout_s or self.timeout_s))},
-            "retryStrategy": retry_strategy(int(s.retry_attempts or self.retry_attempts)),
+            "timeout": {"attemptDurationSeconds": max(60, int(self.timeout_s))},
+            "retryStrategy": retry_strategy(int(self.retry_attempts)),
             "propagateTags": True,
         }
-        return params
 
-    def run(self, context: dg.AssetExecutionContext, params: dict[str, Any]) -> RunOutput:
-        asset = context.asset_key.path[-1]
-        client = self.pipes_client()
-        if params.get("step") == "extracted_frames" and self.settings(asset).array_per_bag:
-            bags = self._inventory_bags(params)
-            if len(bags) >= 2:
-                return self._run_array_extract(context, client, asset, params, bags)
-            context.log.info(f"drive {params['drive']}: {len(bags)} bag(s), submitting a plain job")
-        invocation = client.run(
-            context=context, submit_job_params=self.submit_params(context, asset), extras=params
+    def run_step(self, context: dg.AssetExecutionContext, asset: str, params: dict[str, Any]) -> RunOutput:
+        plan = plan_fanout(params) if self.fan_out else None
+        if plan is None:
+            return self._run_plain(context, asset, params)
+        return self._run_fanout(context, asset, plan)
+
+    def _run_plain(
+        self, context: dg.AssetExecutionContext, asset: str, params: dict[str, Any], suffix: str = ""
+    ) -> RunOutput:
+        invocation = self.pipes_client().run(
+            context=context, submit_job_params=self.submit_params(context, asset, suffix), extras=params
         )
         return invocation.get_results()
 
-    @staticmethod
-    def _inventory_bags(params: dict[str, Any]) -> list[str]:
-        """Readable bag names of the drive's committed raw_bags inventory."""
-        storage = storage_from_uri(params["output"], endpoint_url=params.get("s3_endpoint_url"))
-        manifest = publish.current(storage, join_key(params["drive"], "raw_bags"))
-        if manifest is None:
-            raise dg.Failure(
-                f"drive {params['drive']}: raw_bags has no committed version; materialize it first"
+    def _run_fanout(self, context: dg.AssetExecutionContext, asset: str, plan: FanOut) -> RunOutput:
+        client = self.pipes_client(array=True)
+        submit = self.submit_params(context, asset, "parts", array=True)
+        live = client.find_live_job(context, submit)
+        adopted = self._plan_of(live) if live is not None else None
+        if adopted is not None:  # an earlier attempt's array job: keep its plan (and its shared version)
+            context.log.info(f"resuming the {len(adopted.parts)}-part plan of Batch job {live['jobId']}")  # type: ignore[index]
+            plan = adopted
+        context.log.info(f"{asset}: {len(plan.parts)} parts as a Batch array job, then the finish step")
+        if len(plan.parts) >= 2:
+            client.run(
+                context=context,
+                submit_job_params=submit,
+                extras=array_extras(plan),
+                array_size=len(plan.parts),
             )
-        return [b["name"] for b in manifest["bags"] if b.get("ok")]
+        elif plan.parts:
+            self._run_plain(context, asset, plan.parts[0], "parts")
+        if plan.finish is None:
+            return dg.MaterializeResult(metadata={"parts": len(plan.parts)})
+        if self.finish_on == "in_process":
+            return result_to_dagster(run_step(plan.finish, log=ContextLog(context)))
+        return self._run_plain(context, asset, plan.finish, "finish")
 
-    def _run_array_extract(
-        self,
-        context: dg.AssetExecutionContext,
-        client: PipesBatchClient,
-        asset: str,
-        params: dict[str, Any],
-        bags: list[str],
-    ) -> RunOutput:
-        version = publish.new_version_id(context.run_id)
-        context.log.info(f"extracting {len(bags)} bags as a Batch array job into version {version}")
-        children = {**params, "version": version, "array_bags": bags}
-        client.run(
-            context=context,
-            submit_job_params=self.submit_params(context, asset, "bags"),
-            extras=children,
-            array_size=len(bags),
-        )
-        final = {**params, "version": version, "bag_names": [], "commit": True}
-        if self.merge == "in_process":
-            return result_to_dagster(run_step(final, log=ContextLog(context)))
-        return client.run(
-            context=context, submit_job_params=self.submit_params(context, asset, "merge"), extras=final
-        ).get_results()
+    @staticmethod
+    def _plan_of(job: dict[str, Any]) -> FanOut | None:
+        """The plan a live array job was started with (in its inline Pipes context), if any."""
+        extras = pipes_extras(environment((job.get("container") or {}).get("environment")))
+        return plan_from_extras(extras) if extras else None

@@ -1,10 +1,14 @@
-"""`PipesBatchClient`: run a Dagster Pipes process as an AWS Batch job (plain or array), modelled on
-dagster-aws's ``PipesECSClient``.
+"""`PipesBatchClient`: run a Dagster Pipes process as an AWS Batch job (plain or array), in the manner of
+dagster-aws's ``PipesECSClient``: the context injector and message reader come from outside.
 
-Context goes in through the container environment (or S3 when a bucket is configured); messages and
-logs come back through the job's CloudWatch streams (or S3 for messages). The client polls
-``describe_jobs`` until the job is terminal, forwards logs while it runs, terminates the job when the
-Dagster step is interrupted and raises with the reason and last log lines when the job fails.
+Defaults: the context goes in through the container environment, messages and logs come back through
+the job's CloudWatch streams (`PipesBatchLogsMessageReader`, which also serves array jobs). Any other
+reader (e.g. S3) works for plain jobs; the client then tails the streams only to forward logs.
+
+The job is never left behind: whatever ends the wait early (an interrupt, the API failing for good, the
+job vanishing) terminates it, best effort. Polling retries transient errors a bounded number of times,
+on top of botocore's own retries. A retry of the step first looks for a live job of the same run, asset
+and partition (job name and tags) and attaches to it instead of submitting a duplicate.
 """
 
 from __future__ import annotations
@@ -16,26 +20,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-import boto3
-import botocore.exceptions
 import dagster as dg
 from dagster import PipesClient
 from dagster._core.definitions.resource_annotation import TreatAsResourceParam
-from dagster._core.errors import DagsterExecutionInterruptedError, DagsterPipesExecutionError
-from dagster._core.pipes.client import PipesClientCompletedInvocation, PipesContextInjector
+from dagster._core.pipes.client import (
+    PipesClientCompletedInvocation,
+    PipesContextInjector,
+    PipesMessageReader,
+)
 from dagster._core.pipes.utils import PipesEnvContextInjector, open_pipes_session
-from dagster_aws.pipes import PipesS3ContextInjector, PipesS3MessageReader
 
+from rosbag_assets.compute.attach import environment, identity_tags, resume_messages, tag_value
+from rosbag_assets.compute.aws import aws_client, is_transient
 from rosbag_assets.compute.cloudwatch import BATCH_LOG_GROUP, CloudWatchTail, PipesBatchLogsMessageReader
+from rosbag_assets.compute.errors import BatchJobFailed, RemoteJobLost
 
 TERMINAL = ("SUCCEEDED", "FAILED")
+LIVE = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 NOT_STARTED = ("SUBMITTED", "PENDING", "RUNNABLE")
-PIPES_BUCKET_ENV = "ROSBAG_ASSETS_PIPES_BUCKET"
 TAIL_LINES = 20
-
-
-class DagsterExternalExecutionError(DagsterPipesExecutionError):
-    """The Batch job ended FAILED; the message has the reasons, exit codes and last log lines."""
 
 
 def retry_strategy(attempts: int) -> dict[str, Any]:
@@ -80,41 +83,45 @@ class PipesBatchClient(PipesClient, TreatAsResourceParam):
     """A Pipes client that runs AWS Batch jobs.
 
     Args:
-        client: boto3 Batch client.
-        logs_client: boto3 CloudWatch Logs client (log forwarding; messages unless S3 is used).
-        s3_client: boto3 S3 client, needed with `pipes_bucket`.
-        pipes_bucket: when set, plain jobs get their context and send their messages through S3
-            (``PipesS3ContextInjector``/``PipesS3MessageReader``); the container learns the bucket from
-            ``ROSBAG_ASSETS_PIPES_BUCKET``. Array jobs always use the environment and their log streams,
-            since all children would write the same S3 message chunks.
-        context_injector: overrides the context injector for plain jobs.
+        client: boto3 Batch client (default: one with botocore's adaptive retries).
+        context_injector: how the context reaches the container; default `PipesEnvContextInjector`.
+        message_reader: where messages come from; default `PipesBatchLogsMessageReader` (CloudWatch),
+            required for array jobs, whose children all write messages.
+        logs_client: boto3 CloudWatch Logs client for log forwarding and failure tails.
+        forward_termination: stop the job whenever the step stops waiting for it before it finished.
+        attach: look for a live job of the same run, asset and partition before submitting.
         poll_interval_s: seconds between ``describe_jobs`` calls.
         logs_grace_s: how long to wait after the job ends for CloudWatch to deliver its last messages.
-        forward_termination: terminate the job when the Dagster step is interrupted.
+        max_poll_errors: transient ``describe_jobs`` failures in a row (or polls finding no job) tolerated.
     """
 
     def __init__(
         self,
         client: Any = None,
-        logs_client: Any = None,
-        s3_client: Any = None,
-        pipes_bucket: str | None = None,
         context_injector: PipesContextInjector | None = None,
+        message_reader: PipesMessageReader | None = None,
+        *,
+        logs_client: Any = None,
+        forward_termination: bool = True,
+        attach: bool = True,
         poll_interval_s: float = 5.0,
         logs_grace_s: float = 30.0,
-        forward_termination: bool = True,
+        max_poll_errors: int = 5,
         log_group: str = BATCH_LOG_GROUP,
     ):
-        self._client = client or boto3.client("batch")
-        self._logs = logs_client or boto3.client("logs")
-        self._s3 = s3_client
-        self.pipes_bucket = pipes_bucket
-        if pipes_bucket and s3_client is None:
-            self._s3 = boto3.client("s3")
-        self._context_injector = context_injector
+        self._client = client or aws_client("batch")
+        if logs_client is None and isinstance(message_reader, PipesBatchLogsMessageReader):
+            logs_client = message_reader.client
+        self._logs = logs_client or aws_client("logs")
+        self._context_injector = context_injector or PipesEnvContextInjector()
+        self._message_reader = message_reader or PipesBatchLogsMessageReader(
+            self._logs, log_group=log_group, poll_interval_s=min(poll_interval_s, 2.0), keep_lines=TAIL_LINES
+        )
+        self.forward_termination = forward_termination
+        self.attach = attach
         self.poll_interval_s = poll_interval_s
         self.logs_grace_s = logs_grace_s
-        self.forward_termination = forward_termination
+        self.max_poll_errors = max_poll_errors
         self.log_group = log_group
 
     @classmethod
@@ -133,32 +140,39 @@ class PipesBatchClient(PipesClient, TreatAsResourceParam):
         extras: dict[str, Any] | None = None,
         array_size: int | None = None,
     ) -> PipesClientCompletedInvocation:
-        """Submit a Batch job enriched with the Pipes protocol and wait for it.
+        """Submit (or attach to) a Batch job enriched with the Pipes protocol and wait for it.
 
         Args:
             context: the executing op/asset's context.
             submit_job_params: ``submit_job`` parameters; needs ``jobName``, ``jobQueue`` and ``jobDefinition``.
+                The name should be the same for every attempt of the step (a retry finds the job by it).
             extras: the Pipes extras (job parameters) the process reads.
             array_size: children of an array job (``AWS_BATCH_JOB_ARRAY_INDEX`` tells them apart); below 2
                 the job is a plain job, as Batch requires array sizes of at least 2.
         """
         is_array = array_size is not None and array_size >= 2
-        use_s3 = bool(self.pipes_bucket) and not is_array
-        logs_reader = PipesBatchLogsMessageReader(
-            self._logs,
-            context.log,
-            writers=array_size if is_array else 1,
-            log_group=self.log_group,
-            poll_interval_s=min(self.poll_interval_s, 2.0),
-            keep_lines=TAIL_LINES,
+        logs_reader = (
+            self._message_reader if isinstance(self._message_reader, PipesBatchLogsMessageReader) else None
         )
-        if use_s3:
-            message_reader: Any = PipesS3MessageReader(
-                bucket=str(self.pipes_bucket), client=self._s3, interval=min(self.poll_interval_s, 2.0)
+        if is_array and logs_reader is None:
+            raise ValueError(
+                "array jobs need PipesBatchLogsMessageReader: every child writes messages, and only their "
+                "separate log streams keep them apart"
             )
-            injector = self._context_injector or PipesS3ContextInjector(
-                bucket=str(self.pipes_bucket), client=self._s3
+        live = self.find_live_job(context, submit_job_params) if self.attach else None
+        if (
+            live is not None
+            and logs_reader is None
+            and not resume_messages(
+                self._message_reader, environment((live.get("container") or {}).get("environment"))
             )
+        ):
+            self._stop(context, live["jobId"], "replaced by a retry that cannot read its messages")
+            live = None
+        if logs_reader is not None:
+            logs_reader.prepare(context.log, writers=array_size if is_array and array_size else 1)
+            tailer = logs_reader.tailer
+        else:
             tailer = CloudWatchTail(
                 self._logs,
                 lambda label, line: context.log.info(f"[batch] {line}"),
@@ -166,43 +180,77 @@ class PipesBatchClient(PipesClient, TreatAsResourceParam):
                 min(self.poll_interval_s, 2.0),
                 TAIL_LINES,
             )
-        else:
-            message_reader = logs_reader
-            injector = self._context_injector or PipesEnvContextInjector()
-            tailer = logs_reader.tailer
 
         with open_pipes_session(
-            context=context, message_reader=message_reader, context_injector=injector, extras=extras
+            context=context,
+            message_reader=self._message_reader,
+            context_injector=self._context_injector,
+            extras=extras,
         ) as session:
-            params = self._submit_params(context, session, submit_job_params, is_array, array_size, use_s3)
-            response = self._client.submit_job(**params)
-            job_id, job_arn = response["jobId"], response["jobArn"]
-            context.log.info(
-                f"[pipes] submitted Batch {'array ' if is_array else ''}job {job_id} "
-                f"({params['jobDefinition']} on {params['jobQueue']}): {console_url(self.region, job_id)}"
-            )
-            if use_s3:
+            if live is None:
+                params = self._submit_params(context, session, submit_job_params, is_array, array_size)
+                response = self._client.submit_job(**params)
+                job_id, job_arn = response["jobId"], response["jobArn"]
+                context.log.info(
+                    f"[pipes] submitted Batch {'array ' if is_array else ''}job {job_id} "
+                    f"({params['jobDefinition']} on {params['jobQueue']}): {console_url(self.region, job_id)}"
+                )
+            else:
+                job_id, job_arn = live["jobId"], live["jobArn"]
+                context.log.info(
+                    f"[pipes] attached to Batch job {job_id} ({live['status']}), left running by an earlier "
+                    f"attempt of this step: {console_url(self.region, job_id)}"
+                )
+            session.report_launched({"extras": {"job_id": job_id, "job_arn": job_arn}})
+            if logs_reader is None:
                 tailer.start()
-            status = "SUBMITTED"
             try:
                 job = self._wait(context, job_id, array_size if is_array else None, tailer)
-                status = job["status"]
-            except (DagsterExecutionInterruptedError, KeyboardInterrupt):
+            except BaseException as exc:  # interrupt, API failing for good, job vanished: never orphan it
                 if self.forward_termination:
-                    context.log.warning(f"[pipes] Dagster step interrupted: terminating Batch job {job_id}")
-                    self._terminate(context, job_id)
+                    self._stop(context, job_id, f"the Dagster step stopped waiting ({type(exc).__name__})")
                 raise
             finally:
-                if use_s3:
-                    tailer.stop()
-            grace = self.logs_grace_s if status == "SUCCEEDED" else min(self.logs_grace_s, 5.0)
-            if not use_s3 and not logs_reader.wait_closed(grace):
+                if logs_reader is None and not tailer.stop():
+                    context.log.warning(f"[pipes] Batch job {job_id}: the last log lines could not be read")
+            succeeded = job["status"] == "SUCCEEDED"
+            grace = self.logs_grace_s if succeeded else min(self.logs_grace_s, 5.0)
+            if logs_reader is not None and not logs_reader.wait_closed(grace):
                 context.log.warning(f"[pipes] Batch job {job_id}: not every Pipes writer closed")
-            if status == "FAILED":
-                raise DagsterExternalExecutionError(self._failure_message(job, array_size, tailer))
+            if tailer.errors:
+                context.log.warning(
+                    f"[pipes] {len(tailer.errors)} CloudWatch reads failed (last: {tailer.errors[-1]})"
+                )
+            if not succeeded:
+                raise self._failure(job, array_size if is_array else None, tailer)
             context.log.info(f"[pipes] Batch job {job_id} succeeded")
             metadata = self._metadata(job_id, job_arn, tailer.streams)
         return PipesClientCompletedInvocation(session, metadata=metadata)
+
+    def find_live_job(
+        self, context: dg.OpExecutionContext | dg.AssetExecutionContext, submit_job_params: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """A job of this run, asset and partition with this name that has not finished, or None."""
+        name, queue = submit_job_params["jobName"], submit_job_params["jobQueue"]
+        wanted = identity_tags(context)
+        try:
+            ids: list[str] = []
+            kwargs: dict[str, Any] = {"jobQueue": queue, "filters": [{"name": "JOB_NAME", "values": [name]}]}
+            while True:
+                page = self._client.list_jobs(**kwargs)
+                ids += [s["jobId"] for s in page.get("jobSummaryList", []) if s.get("status") in LIVE]
+                if not page.get("nextToken"):
+                    break
+                kwargs["nextToken"] = page["nextToken"]
+            jobs = self._describe(ids) if ids else []
+        except Exception as exc:  # looking is an optimisation; submitting is always possible
+            context.log.warning(f"[pipes] could not look for a live Batch job {name} to attach to: {exc}")
+            return None
+        for job in jobs:
+            tags = job.get("tags") or {}
+            if job.get("status") in LIVE and all(tags.get(k) == v for k, v in wanted.items()):
+                return job
+        return None
 
     def _submit_params(
         self,
@@ -211,24 +259,18 @@ class PipesBatchClient(PipesClient, TreatAsResourceParam):
         submit_job_params: Mapping[str, Any],
         is_array: bool,
         array_size: int | None,
-        use_s3: bool,
     ) -> dict[str, Any]:
         params = copy.deepcopy(dict(submit_job_params))
         overrides = params.setdefault("containerOverrides", {})
-        env = [e for e in overrides.get("environment", []) if e["name"] != PIPES_BUCKET_ENV]
+        env = list(overrides.get("environment", []))
         env += [{"name": k, "value": v} for k, v in session.get_bootstrap_env_vars().items()]
-        if use_s3:
-            env.append({"name": PIPES_BUCKET_ENV, "value": str(self.pipes_bucket)})
         overrides["environment"] = env
-        tags = dict(params.get("tags") or {})
-        tags.update(session.default_remote_invocation_info)
-        if context.has_partition_key:
-            tags["dagster/partition"] = context.partition_key
-        if getattr(context, "has_assets_def", False) and context.has_assets_def:
-            tags["dagster/asset-key"] = "-".join(
-                key.to_user_string().replace("/", "-") for key in context.selected_asset_keys
-            )
-        params["tags"] = {k[:128]: re.sub(r"[^\w .:/=+\-@]", "_", str(v))[:256] for k, v in tags.items()}
+        tags = {
+            k: tag_value(v)
+            for k, v in {**(params.get("tags") or {}), **session.default_remote_invocation_info}.items()
+        }
+        tags.update(identity_tags(context))
+        params["tags"] = {k[:128]: v for k, v in tags.items()}
         params.setdefault("propagateTags", True)
         if is_array:
             params["arrayProperties"] = {"size": int(array_size or 0)}
@@ -249,64 +291,102 @@ class PipesBatchClient(PipesClient, TreatAsResourceParam):
         array_size: int | None,
         tailer: CloudWatchTail,
     ) -> dict[str, Any]:
-        """Poll until the job is terminal, following each (child) container's log stream as it appears."""
+        """Poll until the job is terminal, following each (child) container's log stream as it appears.
+
+        Transient API errors and polls that do not find the job are retried ``max_poll_errors`` times in a
+        row, waiting longer each time; then `RemoteJobLost` is raised (and the caller stops the job).
+        """
         last = None
         children_done: set[str] = set()
+        failures = 0
         while True:
-            job = self._describe([job_id])[0]
-            status = job["status"]
-            if status != last:
-                reason = f" ({job['statusReason']})" if job.get("statusReason") else ""
-                context.log.info(f"[pipes] Batch job {job_id}: {status}{reason}")
-                last = status
-            if array_size is None:
-                stream = (job.get("container") or {}).get("logStreamName")
-                if stream:
-                    tailer.add_stream(stream)
-            elif status not in NOT_STARTED:
-                pending = [f"{job_id}:{i}" for i in range(array_size) if f"{job_id}:{i}" not in children_done]
-                for child in self._describe(pending) if pending else []:
-                    stream = (child.get("container") or {}).get("logStreamName")
+            try:
+                jobs = self._describe([job_id])
+                if not jobs:
+                    raise LookupError(f"describe_jobs does not know job {job_id}")
+                job = jobs[0]
+                status = job["status"]
+                if status != last:
+                    reason = f" ({job['statusReason']})" if job.get("statusReason") else ""
+                    context.log.info(f"[pipes] Batch job {job_id}: {status}{reason}")
+                    last = status
+                if array_size is None:
+                    stream = (job.get("container") or {}).get("logStreamName")
                     if stream:
-                        tailer.add_stream(stream, label=f"child {child['jobId'].rsplit(':', 1)[-1]}")
-                    if child["status"] in TERMINAL and stream:
-                        children_done.add(child["jobId"])
+                        tailer.add_stream(stream)
+                elif status not in NOT_STARTED:
+                    pending = [
+                        f"{job_id}:{i}" for i in range(array_size) if f"{job_id}:{i}" not in children_done
+                    ]
+                    for child in self._describe(pending) if pending else []:
+                        stream = (child.get("container") or {}).get("logStreamName")
+                        if stream:
+                            tailer.add_stream(stream, label=f"child {child['jobId'].rsplit(':', 1)[-1]}")
+                        if child["status"] in TERMINAL and stream:
+                            children_done.add(child["jobId"])
+                failures = 0
+            except Exception as exc:
+                if not (is_transient(exc) or isinstance(exc, LookupError)):
+                    raise
+                failures += 1
+                if failures > self.max_poll_errors:
+                    raise RemoteJobLost(
+                        f"AWS Batch job {job_id}: gave up following it after {failures} failed polls: {exc}"
+                    ) from exc
+                delay = min(60.0, self.poll_interval_s * 2**failures)
+                context.log.warning(
+                    f"[pipes] Batch job {job_id}: poll failed ({exc}); retry {failures} of "
+                    f"{self.max_poll_errors} in {delay:.1f}s"
+                )
+                time.sleep(delay)
+                continue
             if status in TERMINAL:
                 return job
             time.sleep(self.poll_interval_s)
 
-    def _terminate(self, context: dg.OpExecutionContext | dg.AssetExecutionContext, job_id: str) -> None:
-        """``terminate_job`` stops running jobs and cancels ones that have not started."""
+    def _stop(self, context: dg.OpExecutionContext | dg.AssetExecutionContext, job_id: str, why: str) -> None:
+        """``terminate_job`` (stops running jobs, cancels waiting ones; a no-op on finished ones); best effort."""
+        context.log.warning(f"[pipes] terminating Batch job {job_id}: {why}")
         try:
-            self._client.terminate_job(jobId=job_id, reason="Dagster step was interrupted")
-        except botocore.exceptions.ClientError as exc:
+            self._client.terminate_job(jobId=job_id, reason=f"Dagster: {why}"[:1024])
+        except Exception as exc:
             context.log.warning(f"[pipes] could not terminate Batch job {job_id}: {exc}")
 
-    def _failure_message(self, job: dict[str, Any], array_size: int | None, tailer: CloudWatchTail) -> str:
+    def _failure(self, job: dict[str, Any], array_size: int | None, tailer: CloudWatchTail) -> BatchJobFailed:
+        """The error for a FAILED job: for an array, the first failed child's exit code and log tail."""
         job_id = job["jobId"]
-        lines = [f"AWS Batch job {job_id} failed: {job.get('statusReason') or 'no status reason'}"]
-        failed = [job] if array_size is None else []
+        failed, details = [job], ""
         if array_size:
-            children = self._describe([f"{job_id}:{i}" for i in range(array_size)])
-            failed = [c for c in children if c["status"] == "FAILED"]
-            lines.append(f"{len(failed)} of {array_size} array children failed")
-        streams = tailer.streams
-        for failed_job in failed[:5]:
+            try:
+                children = self._describe([f"{job_id}:{i}" for i in range(array_size)])
+                failed = [c for c in children if c["status"] == "FAILED"]
+                details = f"{len(failed)} of {array_size} array children failed"
+                failed = failed or [job]
+            except Exception as exc:
+                details = f"array children could not be described: {exc}"
+        summaries = []
+        for failed_job in failed:
             container = failed_job.get("container") or {}
             attempts = failed_job.get("attempts") or []
             last_container = (attempts[-1].get("container") or {}) if attempts else {}
-            exit_code = container.get("exitCode", last_container.get("exitCode"))
-            reason = container.get("reason") or last_container.get("reason")
-            lines.append(
-                f"job {failed_job['jobId']}: status reason: {failed_job.get('statusReason')}; "
-                f"container reason: {reason}; exit code: {exit_code}"
+            summaries.append(
+                (
+                    failed_job["jobId"],
+                    container.get("exitCode", last_container.get("exitCode")),
+                    container.get("reason") or last_container.get("reason"),
+                    container.get("logStreamName") or last_container.get("logStreamName"),
+                )
             )
-            stream = container.get("logStreamName") or last_container.get("logStreamName")
-            tail = tailer.tail(stream) if stream in streams else []
-            if tail:
-                lines.append(f"last {len(tail)} log lines of {stream}:")
-                lines += [f"  {line}" for line in tail]
-        return "\n".join(lines)
+        first_id, exit_code, container_reason, stream = summaries[0]
+        lines = [details] if details else []
+        lines += [
+            f"job {jid}: exit code {code}; container reason: {why}" for jid, code, why, _ in summaries[:5]
+        ]
+        reason = job.get("statusReason") or container_reason
+        tail = tailer.tail(stream) if stream and stream in tailer.streams else []
+        if first_id != job_id:
+            lines.append(f"log tail below is from {first_id}")
+        return BatchJobFailed(job_id, reason, exit_code, tail, "\n".join(lines))
 
     def _metadata(self, job_id: str, job_arn: str, streams: Mapping[str, str | None]) -> dict[str, Any]:
         metadata: dict[str, Any] = {

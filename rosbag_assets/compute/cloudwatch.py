@@ -4,6 +4,10 @@ A Batch job (and every array child) writes to its own stream in ``/aws/batch/job
 polls any number of streams from a thread and hands each line to a callback, keeping the last lines of
 every stream for error messages. `PipesBatchLogsMessageReader` builds on it to read Dagster Pipes
 messages from those streams (the job writes them to stdout), so one session can follow an array job.
+
+Throttling: the Logs client retries with botocore's adaptive mode (see `compute.aws`); on top of that the
+tail thread waits longer after each failed poll, and the final read after the job ended retries a few
+times and then gives up with a warning instead of failing a job that succeeded.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ class CloudWatchTail:
         self.log_group = log_group
         self.poll_interval_s = poll_interval_s
         self._on_line = on_line
-        self._keep = keep_lines
+        self.keep_lines = keep_lines
         self._streams: dict[str, str | None] = {}  # stream -> label
         self._tokens: dict[str, str] = {}
         self._tails: dict[str, deque[str]] = {}
@@ -47,13 +51,14 @@ class CloudWatchTail:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
+        self.max_backoff_s = 30.0
 
     def add_stream(self, stream: str, label: str | None = None) -> None:
         """Follow `stream` from its first event; `label` tells array children apart."""
         with self._lock:
             if stream not in self._streams:
                 self._streams[stream] = label
-                self._tails[stream] = deque(maxlen=self._keep)
+                self._tails[stream] = deque(maxlen=self.keep_lines)
 
     @property
     def streams(self) -> dict[str, str | None]:
@@ -100,26 +105,37 @@ class CloudWatchTail:
             if not events or next_token == token:
                 return handled
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def poll_safely(self, attempts: int = 1) -> bool:
+        """`poll`, retrying up to `attempts` times with a growing wait; errors are recorded, never raised."""
+        for attempt in range(attempts):
             try:
                 self.poll()
-            except Exception as exc:  # keep tailing through throttling and transient errors
+                return True
+            except Exception as exc:  # throttling (after botocore's retries), network
                 self.errors.append(repr(exc))
-            self._stop.wait(self.poll_interval_s)
+                if attempt + 1 < attempts:
+                    time.sleep(min(self.max_backoff_s, self.poll_interval_s * 2 ** (attempt + 1)))
+        return False
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            failures = 0 if self.poll_safely() else failures + 1
+            self._stop.wait(min(self.max_backoff_s, self.poll_interval_s * 2**failures))
 
     def start(self) -> None:
         if self._thread is None:
+            self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="batch-log-tail", daemon=True)
             self._thread.start()
 
-    def stop(self) -> None:
-        """Stop the thread, then read whatever is left."""
+    def stop(self, final_attempts: int = 4) -> bool:
+        """Stop the thread, then read whatever is left; False when that last read kept failing."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        self.poll()
+        return self.poll_safely(final_attempts)
 
 
 def parse_pipes_message(line: str) -> dict[str, Any] | None:
@@ -136,26 +152,42 @@ def parse_pipes_message(line: str) -> dict[str, Any] | None:
 class PipesBatchLogsMessageReader(PipesMessageReader):
     """Reads Pipes messages from the CloudWatch streams of a Batch job or of all its array children.
 
-    Ordinary lines are forwarded to `log` (the Dagster run's log). Array children (streams with a label)
-    only contribute their log messages and ``closed`` markers: their partial results are not the asset's.
+    The Batch client tells it, per run, where ordinary lines go and how many writers to expect
+    (`prepare`), and which streams to follow as the containers start (`follow`). Array children (streams
+    with a label) only contribute their log messages and ``closed`` markers: their partial results are not
+    the asset's. Streams are read from their start, so a retry that attaches to a running job still gets
+    every message the job wrote.
     """
 
     def __init__(
         self,
         client: Any,
-        log: Any,
         *,
-        writers: int = 1,
         log_group: str = BATCH_LOG_GROUP,
         poll_interval_s: float = 1.0,
         keep_lines: int = 20,
     ):
-        self.log = log
-        self._writers = writers
+        self.client = client
+        self.log: Any = None
+        self._writers = 1
         self._handler: PipesMessageHandler | None = None
         self._closed = 0
         self._opened = False
         self.tailer = CloudWatchTail(client, self._on_line, log_group, poll_interval_s, keep_lines)
+
+    def prepare(self, log: Any, writers: int = 1) -> None:
+        """Start a new session: ordinary lines go to `log`; `writers` processes will each send ``closed``."""
+        self.log, self._writers, self._closed, self._opened = log, writers, 0, False
+        self.tailer = CloudWatchTail(
+            self.client,
+            self._on_line,
+            self.tailer.log_group,
+            self.tailer.poll_interval_s,
+            self.tailer.keep_lines,
+        )
+
+    def follow(self, stream: str, label: str | None = None) -> None:
+        self.tailer.add_stream(stream, label)
 
     @property
     def expected_writer_count(self) -> int:
@@ -177,7 +209,8 @@ class PipesBatchLogsMessageReader(PipesMessageReader):
     def _on_line(self, label: str | None, line: str) -> None:
         message = parse_pipes_message(line)
         if message is None:
-            self.log.info(f"[batch{' ' + label if label else ''}] {line}")
+            if self.log is not None:
+                self.log.info(f"[batch{' ' + label if label else ''}] {line}")
             return
         if self._handler is None:
             return
@@ -200,7 +233,7 @@ class PipesBatchLogsMessageReader(PipesMessageReader):
         """Poll until every writer sent ``closed`` (CloudWatch lags the job) or `timeout_s` passes."""
         deadline = time.monotonic() + timeout_s
         while True:
-            self.tailer.poll()
+            self.tailer.poll_safely()
             if self._closed >= self._writers:
                 return True
             if time.monotonic() >= deadline:

@@ -1,42 +1,38 @@
-"""SageMaker compute target: each asset's job runs the Pipes entry point in a SageMaker job.
+"""SageMaker compute target: each asset's step runs the Pipes entry point in a SageMaker job.
 
-Labelers run as Processing jobs (``AppSpecification.ContainerEntrypoint`` = the entry point); an asset
-listed in ``training_assets`` runs as a Training job. Both read and write the drive's S3 storage
+A Processing job by default (``AppSpecification.ContainerEntrypoint`` = the entry point), a Training job
+with ``job_kind: training`` (per asset through ``per_asset``). Both read and write the drive's S3 storage
 directly with the job role; the Pipes context and messages go through ``pipes_bucket``.
 
-Bound the load a backfill puts on the SageMaker API with ``max_concurrent_jobs`` (per process) and
-a Dagster concurrency pool named ``sagemaker`` (across processes, set in dagster.yaml).
+How many jobs run at once is bounded by the asset's Dagster concurrency pool (``pool=``, limits in
+``dagster.yaml`` / ``dagster instance concurrency set``), across every run process.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
-import boto3
 import dagster as dg
 from pydantic import Field
 
+from rosbag_assets.compute.aws import RetryMode, aws_client
 from rosbag_assets.compute.sagemaker_client import PipesSageMakerClient, sagemaker_job_name
+from rosbag_assets.compute.target import ENTRY_POINT, ComputeTarget, RunOutput
 
-CONTAINER_ENTRYPOINT = ["python", "-m", "rosbag_assets.steps.entrypoint"]
 PARAMS_DIR = "/opt/ml/processing/input/params"
 SCRATCH_DIR = "/opt/ml/processing/output"
 
 
-class SageMakerCompute(dg.ConfigurableResource):
-    """Runs jobs as SageMaker Processing (or Training) jobs through Dagster Pipes."""
+class SageMakerCompute(ComputeTarget):
+    """Runs steps as SageMaker Processing (or Training) jobs through Dagster Pipes."""
 
-    image_uri: str = Field(description="Default ECR image for every asset (see containers/README.md).")
-    images: dict[str, str] = Field(
-        default_factory=dict, description='Per-asset image, e.g. {"object_labels": "<ecr>/rosbag-detect:1"}'
-    )
+    image_uri: str = Field(description="ECR image (see containers/README.md).")
     role_arn: str = Field(description="Execution role the job runs as (deploy/iam/).")
-    instance_type: str = Field(default="ml.m5.xlarge", description="Instance type for assets not overridden.")
-    instance_types: dict[str, str] = Field(
-        default_factory=lambda: {"object_labels": "ml.g5.xlarge"},
-        description="Per-asset instance type; object detection defaults to a GPU instance.",
+    job_kind: Literal["processing", "training"] = Field(
+        default="processing", description="A Processing job, or a Training job (e.g. for a training asset)."
     )
+    instance_type: str = Field(default="ml.m5.xlarge", description="Instance type (ml.g5.* for a GPU).")
     instance_count: int = Field(default=1, ge=1, description="Instances per job (the jobs are single-host).")
     volume_size_gb: int = Field(default=30, ge=1, le=16384)
     max_runtime_s: int = Field(default=24 * 3600, ge=1)
@@ -50,10 +46,11 @@ class SageMakerCompute(dg.ConfigurableResource):
     )
     pipes_bucket: str = Field(description="Bucket for Pipes context/messages and job parameters.")
     pipes_prefix: str = Field(default="dagster-pipes/", description="Key prefix in pipes_bucket.")
-    max_concurrent_jobs: int = Field(default=8, ge=1, description="Live SageMaker jobs per Dagster process.")
     poll_interval_s: float = Field(default=15.0, gt=0)
     message_interval_s: float = Field(default=10.0, gt=0)
-    training_assets: list[str] = Field(default_factory=list, description="Assets run as Training jobs.")
+    max_poll_errors: int = Field(default=5, ge=0, description="Failed polls in a row before giving up.")
+    retry_mode: RetryMode = Field(default="adaptive", description="botocore retry mode of the AWS clients.")
+    max_attempts: int = Field(default=10, ge=1, description="botocore attempts per AWS call.")
     subnets: list[str] = Field(default_factory=list, description="VPC subnets (with security_group_ids).")
     security_group_ids: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(
@@ -61,11 +58,20 @@ class SageMakerCompute(dg.ConfigurableResource):
     )
     tags: dict[str, str] = Field(default_factory=dict)
 
+    def _client(self, service: str, endpoint_url: str | None) -> Any:
+        return aws_client(
+            service,
+            region=self.region,
+            endpoint_url=endpoint_url,
+            retry_mode=self.retry_mode,
+            max_attempts=self.max_attempts,
+        )
+
     def sagemaker_client(self) -> Any:
-        return boto3.client("sagemaker", region_name=self.region, endpoint_url=self.endpoint_url)
+        return self._client("sagemaker", self.endpoint_url)
 
     def s3_client(self) -> Any:
-        return boto3.client("s3", region_name=self.region, endpoint_url=self.s3_endpoint_url)
+        return self._client("s3", self.s3_endpoint_url)
 
     def pipes_client(self) -> PipesSageMakerClient:
         return PipesSageMakerClient(
@@ -73,9 +79,9 @@ class SageMakerCompute(dg.ConfigurableResource):
             bucket=self.pipes_bucket,
             s3_client=self.s3_client(),
             key_prefix=self.pipes_prefix,
-            max_concurrent_jobs=self.max_concurrent_jobs,
             poll_interval=self.poll_interval_s,
             message_interval=self.message_interval_s,
+            max_poll_errors=self.max_poll_errors,
         )
 
     def job_environment(self) -> dict[str, str]:
@@ -105,13 +111,13 @@ class SageMakerCompute(dg.ConfigurableResource):
             "ProcessingResources": {
                 "ClusterConfig": {
                     "InstanceCount": self.instance_count,
-                    "InstanceType": self.instance_types.get(asset, self.instance_type),
+                    "InstanceType": self.instance_type,
                     "VolumeSizeInGB": self.volume_size_gb,
                 }
             },
             "AppSpecification": {
-                "ImageUri": self.images.get(asset, self.image_uri),
-                "ContainerEntrypoint": CONTAINER_ENTRYPOINT,
+                "ImageUri": self.image_uri,
+                "ContainerEntrypoint": list(ENTRY_POINT),
             },
             # The job parameters, for audit and a manual re-run with `--params`; the job itself
             # reads and publishes the drive's storage directly (its commit protocol is atomic).
@@ -150,9 +156,9 @@ class SageMakerCompute(dg.ConfigurableResource):
         out: dict[str, Any] = {
             "TrainingJobName": name,
             "AlgorithmSpecification": {
-                "TrainingImage": self.images.get(asset, self.image_uri),
+                "TrainingImage": self.image_uri,
                 "TrainingInputMode": "File",
-                "ContainerEntrypoint": CONTAINER_ENTRYPOINT,
+                "ContainerEntrypoint": list(ENTRY_POINT),
             },
             "InputDataConfig": [
                 {
@@ -168,7 +174,7 @@ class SageMakerCompute(dg.ConfigurableResource):
             ],
             "OutputDataConfig": {"S3OutputPath": f"{job_uri}/model"},
             "ResourceConfig": {
-                "InstanceType": self.instance_types.get(asset, self.instance_type),
+                "InstanceType": self.instance_type,
                 "InstanceCount": self.instance_count,
                 "VolumeSizeInGB": self.volume_size_gb,
             },
@@ -178,12 +184,11 @@ class SageMakerCompute(dg.ConfigurableResource):
             out["VpcConfig"] = self._network()
         return out
 
-    def run(self, context: dg.AssetExecutionContext, params: dict[str, Any]) -> Any:
+    def run_step(self, context: dg.AssetExecutionContext, asset: str, params: dict[str, Any]) -> RunOutput:
         """Run ``params`` on SageMaker; same contract as ``LocalCompute.run``."""
         for key in ("output", "source"):
             if key in params and not str(params[key]).startswith("s3://"):
                 raise ValueError(f"SageMaker jobs need S3 storage; {key}={params[key]!r} is not s3://")
-        asset = context.asset_key.path[-1]
         partition = context.partition_key if context.has_partition_key else None
         name = sagemaker_job_name(context.run_id, asset, partition, context.retry_number)
         job_uri = f"s3://{self.pipes_bucket}/{self.pipes_prefix}jobs/{name}"
@@ -193,7 +198,7 @@ class SageMakerCompute(dg.ConfigurableResource):
         )
         params_uri = f"s3://{self.pipes_bucket}/{self.pipes_prefix}jobs/{name}/params"
         client = self.pipes_client()
-        if asset in self.training_assets:
+        if self.job_kind == "training":
             invocation = client.run(
                 context=context,
                 training_job_params=self.training_job_params(asset, name, params_uri, job_uri),

@@ -1,28 +1,25 @@
 """A Dagster Pipes client for Amazon SageMaker Processing and Training jobs.
 
 SageMaker caps environment values at 256 characters (512 for training), so the Pipes context and the
-messages travel through S3 (:class:`PipesS3ContextInjector` / :class:`PipesS3MessageReader`); only two
-short bootstrap values go into the job's environment. Calls back off with full jitter on throttling,
-a process-wide semaphore bounds the number of live jobs, and a Dagster interrupt stops the job.
+messages travel through S3 by default (:class:`PipesS3ContextInjector` / `ResumableS3MessageReader`); only
+two short bootstrap values go into the job's environment. Throttling is retried by botocore (the client is
+built with its adaptive retry mode); how many jobs run at once is bounded by the asset's Dagster
+concurrency pool. Whatever ends the wait early stops the job; a retry attaches to a live job of the same
+run, asset and partition instead of creating another one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
-import boto3
 import dagster as dg
 from botocore.exceptions import ClientError
 from dagster import PipesClient
 from dagster._core.definitions.resource_annotation import TreatAsResourceParam
-from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.pipes.client import (
     PipesClientCompletedInvocation,
     PipesContextInjector,
@@ -30,45 +27,40 @@ from dagster._core.pipes.client import (
 )
 from dagster._core.pipes.utils import open_pipes_session
 
+from rosbag_assets.compute.attach import ResumableS3MessageReader, environment, identity_tags, resume_messages
+from rosbag_assets.compute.aws import aws_client, is_transient
+from rosbag_assets.compute.errors import RemoteJobLost, SageMakerJobFailed
+
 if TYPE_CHECKING:
     from dagster._core.execution.context.asset_execution_context import AssetExecutionContext
     from dagster._core.execution.context.compute import OpExecutionContext
 
 JobKind = Literal["processing", "training"]
-T = TypeVar("T")
 
-THROTTLE_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException"})
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 ENV_VALUE_LIMIT: dict[JobKind, int] = {"processing": 256, "training": 512}
 MAX_JOB_NAME = 63
 JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
-CONCURRENCY_POOL = "sagemaker"
-"""Recommended Dagster concurrency pool for assets that launch SageMaker jobs (bounds all processes)."""
-
-_semaphores: dict[tuple[str, int], threading.BoundedSemaphore] = {}
-_semaphores_lock = threading.Lock()
-
-
-def job_semaphore(limit: int, key: str = CONCURRENCY_POOL) -> threading.BoundedSemaphore:
-    """The process-wide semaphore that bounds live jobs for ``(key, limit)``."""
-    if limit < 1:
-        raise ValueError("max concurrent jobs must be at least 1")
-    with _semaphores_lock:
-        return _semaphores.setdefault((key, limit), threading.BoundedSemaphore(limit))
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-")
 
 
+def _run_fragment(run_id: str) -> str:
+    """The part of every job name of one run that a list call can search for."""
+    return f"-{_slug(run_id)[:8]}-a"
+
+
 def sagemaker_job_name(run_id: str, asset: str, partition: str | None, attempt: int = 0) -> str:
     """A valid SageMaker job name (<= 63 chars), deterministic per (run, asset, partition, attempt).
 
     A readable prefix (asset, partition, run id start, attempt) is truncated as needed; a hash of the
-    full tuple keeps names distinct when the readable part is not.
+    full tuple keeps names distinct when the readable part is not. Names are unique per account forever,
+    so every attempt gets its own; a retry finds an earlier attempt's live job by its tags instead.
     """
     digest = hashlib.sha256(f"{run_id}\0{asset}\0{partition or ''}\0{attempt}".encode()).hexdigest()[:10]
-    tail = f"-{_slug(run_id)[:8]}-a{attempt}-{digest}"
+    tail = f"{_run_fragment(run_id)}{attempt}-{digest}"
     head = "-".join(p for p in (_slug(asset), _slug(partition or "")) if p) or "job"
     head = head[: MAX_JOB_NAME - len(tail)].rstrip("-") or "job"
     name = f"{head}{tail}"
@@ -76,110 +68,62 @@ def sagemaker_job_name(run_id: str, asset: str, partition: str | None, attempt: 
     return name
 
 
-def is_throttle(err: ClientError) -> bool:
-    return err.response.get("Error", {}).get("Code") in THROTTLE_CODES
-
-
-def call_with_backoff(
-    fn: Callable[..., T],
-    /,
-    *,
-    max_attempts: int = 8,
-    base_delay: float = 0.5,
-    max_delay: float = 30.0,
-    sleep: Callable[[float], None] = time.sleep,
-    on_retry: Callable[[int, float, ClientError], None] | None = None,
-    **kwargs: Any,
-) -> T:
-    """Call ``fn(**kwargs)``, retrying throttling errors with exponential backoff and full jitter."""
-    for attempt in range(max_attempts):
-        try:
-            return fn(**kwargs)
-        except ClientError as err:
-            if not is_throttle(err) or attempt == max_attempts - 1:
-                raise
-            delay = random.uniform(0, min(max_delay, base_delay * 2**attempt))
-            if on_retry:
-                on_retry(attempt + 1, delay, err)
-            sleep(delay)
-    raise AssertionError("unreachable")
+def _key(kind: JobKind) -> str:
+    return "ProcessingJob" if kind == "processing" else "TrainingJob"
 
 
 class PipesSageMakerClient(PipesClient, TreatAsResourceParam):
     """Runs a SageMaker Processing or Training job as a Pipes session.
 
     Args:
-        client: boto3 SageMaker client.
+        client: boto3 SageMaker client (default: one with botocore's adaptive retries).
         context_injector: defaults to :class:`PipesS3ContextInjector` on ``bucket``.
-        message_reader: defaults to :class:`PipesS3MessageReader` on ``bucket`` (stdout/stderr included).
+        message_reader: defaults to `ResumableS3MessageReader` on ``bucket`` (stdout/stderr included).
         bucket / s3_client / key_prefix: where the default injector and reader keep their objects.
-        max_concurrent_jobs: bound on live jobs in this process (see :data:`CONCURRENCY_POOL`).
         poll_interval: seconds between ``describe_*_job`` calls.
-        forward_termination: stop the job when the Dagster step is interrupted.
+        forward_termination: stop the job whenever the step stops waiting for it before it finished.
+        attach: look for a live job of the same run, asset and partition before creating one.
+        max_poll_errors: transient ``describe_*_job`` failures in a row tolerated.
         sleep: injectable for tests.
     """
 
     def __init__(
         self,
         client: Any = None,
-        *,
         context_injector: PipesContextInjector | None = None,
         message_reader: PipesMessageReader | None = None,
+        *,
         bucket: str | None = None,
         s3_client: Any = None,
         key_prefix: str = "dagster-pipes/",
-        max_concurrent_jobs: int = 8,
         poll_interval: float = 15.0,
         message_interval: float = 10.0,
         forward_termination: bool = True,
-        max_throttle_attempts: int = 8,
+        attach: bool = True,
+        max_poll_errors: int = 5,
         sleep: Callable[[float], None] = time.sleep,
     ):
-        from dagster_aws.pipes import PipesS3ContextInjector, PipesS3MessageReader
+        from dagster_aws.pipes import PipesS3ContextInjector
 
-        self._client = client or boto3.client("sagemaker")
+        self._client = client or aws_client("sagemaker")
         if (context_injector is None or message_reader is None) and not bucket:
             raise ValueError("a bucket is needed for the default S3 context injector and message reader")
-        s3 = s3_client or (boto3.client("s3") if bucket else None)
+        s3 = s3_client or (aws_client("s3") if bucket else None)
         self._context_injector = context_injector or PipesS3ContextInjector(
-            bucket=bucket, client=s3, key_prefix=key_prefix
+            bucket=str(bucket), client=s3, key_prefix=key_prefix
         )
-        self._message_reader = message_reader or PipesS3MessageReader(
-            bucket=bucket, client=s3, interval=message_interval, include_stdio_in_messages=True
+        self._message_reader = message_reader or ResumableS3MessageReader(
+            bucket=str(bucket), client=s3, interval=message_interval, include_stdio_in_messages=True
         )
-        self.max_concurrent_jobs = max_concurrent_jobs
         self.poll_interval = poll_interval
         self.forward_termination = forward_termination
-        self.max_throttle_attempts = max_throttle_attempts
+        self.attach = attach
+        self.max_poll_errors = max_poll_errors
         self._sleep = sleep
 
     @classmethod
     def _is_dagster_maintained(cls) -> bool:
         return False
-
-    def _call(self, context: Any, method: str, **kwargs: Any) -> Any:
-        def warn(n: int, delay: float, err: ClientError) -> None:
-            context.log.warning(f"SageMaker {method} throttled (try {n}); retrying in {delay:.2f}s")
-
-        return call_with_backoff(
-            getattr(self._client, method),
-            max_attempts=self.max_throttle_attempts,
-            sleep=self._sleep,
-            on_retry=warn,
-            **kwargs,
-        )
-
-    @contextmanager
-    def _slot(self, context: Any) -> Iterator[None]:
-        sem = job_semaphore(self.max_concurrent_jobs)
-        if not sem.acquire(blocking=False):
-            context.log.info(f"waiting for one of {self.max_concurrent_jobs} SageMaker job slots")
-            while not sem.acquire(timeout=1.0):
-                pass
-        try:
-            yield
-        finally:
-            sem.release()
 
     def run(  # type: ignore[override]
         self,
@@ -198,62 +142,132 @@ class PipesSageMakerClient(PipesClient, TreatAsResourceParam):
             raise ValueError("pass exactly one of processing_job_params or training_job_params")
         kind: JobKind = "processing" if processing_job_params is not None else "training"
         params = dict(processing_job_params or training_job_params or {})
-        name_key = "ProcessingJobName" if kind == "processing" else "TrainingJobName"
-        name = params[name_key]
+        name = params[f"{_key(kind)}Name"]
         if not (len(name) <= MAX_JOB_NAME and JOB_NAME_RE.match(name)):
             raise ValueError(f"invalid SageMaker job name {name!r}")
-
-        with (
-            self._slot(context),
-            open_pipes_session(
-                context=context,
-                message_reader=self._message_reader,
-                context_injector=self._context_injector,
-                extras=extras,
-            ) as session,
+        live = self.find_live_job(context, kind) if self.attach else None
+        if live is not None and not resume_messages(
+            self._message_reader, environment(live.get("Environment"))
         ):
-            env = {**(params.get("Environment") or {}), **session.get_bootstrap_env_vars()}
-            limit = ENV_VALUE_LIMIT[kind]
-            too_long = {k: len(v) for k, v in env.items() if len(v) > limit}
-            if too_long:
-                raise ValueError(f"SageMaker caps environment values at {limit} characters: {too_long}")
-            params["Environment"] = env
-            tags = {t["Key"]: t["Value"] for t in params.get("Tags") or []}
-            tags.setdefault("dagster/run-id", context.run_id)
-            params["Tags"] = [{"Key": k, "Value": str(v)[:256]} for k, v in tags.items()]
+            self._stop(
+                context, kind, live[f"{_key(kind)}Name"], "replaced by a retry that cannot read its messages"
+            )
+            live = None
 
-            self._call(context, f"create_{kind}_job", **params)
-            context.log.info(f"started SageMaker {kind} job {name}")
+        with open_pipes_session(
+            context=context,
+            message_reader=self._message_reader,
+            context_injector=self._context_injector,
+            extras=extras,
+        ) as session:
+            if live is None:
+                self._create(context, kind, name, params, session)
+            else:
+                name = live[f"{_key(kind)}Name"]
+                context.log.info(
+                    f"attached to SageMaker {kind} job {name}, left running by an earlier attempt"
+                )
             session.report_launched({"extras": {"job_name": name, "job_kind": kind}})
             try:
                 response = self._wait(context, kind, name)
-            except DagsterExecutionInterruptedError:
+            except BaseException as exc:  # interrupt, API failing for good: never orphan the job
                 if self.forward_termination:
-                    self._stop(context, kind, name)
+                    self._stop(
+                        context, kind, name, f"the Dagster step stopped waiting ({type(exc).__name__})"
+                    )
                 raise
-            status = response[f"{kind.capitalize()}JobStatus"]
+            status = response[f"{_key(kind)}Status"]
             if status != "Completed":
-                reason = response.get("FailureReason") or response.get("ExitMessage") or "no reason given"
-                raise dg.Failure(
-                    description=f"SageMaker {kind} job {name} ended {status}: {reason}",
-                    metadata={"sagemaker_job_name": name, "status": status, "failure_reason": reason},
-                )
+                reason = response.get("FailureReason") or response.get("ExitMessage")
+                raise SageMakerJobFailed(name, kind, status, reason)
             context.log.info(f"SageMaker {kind} job {name} completed")
         return PipesClientCompletedInvocation(session, metadata=self._metadata(kind, name, response))
 
+    def _create(self, context: Any, kind: JobKind, name: str, params: dict[str, Any], session: Any) -> None:
+        env = {**(params.get("Environment") or {}), **session.get_bootstrap_env_vars()}
+        limit = ENV_VALUE_LIMIT[kind]
+        too_long = {k: len(v) for k, v in env.items() if len(v) > limit}
+        if too_long:
+            raise ValueError(f"SageMaker caps environment values at {limit} characters: {too_long}")
+        params["Environment"] = env
+        tags = {t["Key"]: t["Value"] for t in params.get("Tags") or []}
+        tags.update(identity_tags(context))
+        params["Tags"] = [{"Key": k, "Value": str(v)[:256]} for k, v in tags.items()]
+        try:
+            getattr(self._client, f"create_{kind}_job")(**params)
+        except ClientError as err:
+            # botocore retried a create whose first try had gone through: the job is ours, follow it
+            if (
+                "already" not in str(err).lower()
+                and err.response.get("Error", {}).get("Code") != "ResourceInUse"
+            ):
+                raise
+            context.log.info(f"SageMaker {kind} job {name} already exists (a retried create); following it")
+        context.log.info(f"started SageMaker {kind} job {name}")
+
+    def find_live_job(self, context: Any, kind: JobKind) -> dict[str, Any] | None:
+        """An in-progress job of this run, asset and partition (by its tags), described; or None."""
+        wanted = identity_tags(context)
+        key = _key(kind)
+        try:
+            kwargs: dict[str, Any] = {
+                "NameContains": _run_fragment(context.run_id),
+                "StatusEquals": "InProgress",
+            }
+            summaries: list[dict[str, Any]] = []
+            while True:
+                page = getattr(self._client, f"list_{kind}_jobs")(**kwargs)
+                summaries += page.get(f"{key}Summaries", [])
+                if not page.get("NextToken"):
+                    break
+                kwargs["NextToken"] = page["NextToken"]
+            for summary in summaries:
+                if summary.get(f"{key}Status") != "InProgress":
+                    continue
+                tags = {
+                    t["Key"]: t["Value"]
+                    for t in self._client.list_tags(ResourceArn=summary[f"{key}Arn"])["Tags"]
+                }
+                if all(tags.get(k) == v for k, v in wanted.items()):
+                    return getattr(self._client, f"describe_{kind}_job")(
+                        **{f"{key}Name": summary[f"{key}Name"]}
+                    )
+        except Exception as exc:  # looking is an optimisation; creating is always possible
+            context.log.warning(f"could not look for a live SageMaker {kind} job to attach to: {exc}")
+        return None
+
     def _wait(self, context: Any, kind: JobKind, name: str) -> dict[str, Any]:
-        name_key = f"{kind.capitalize()}JobName"
+        """Poll until terminal; transient errors are retried ``max_poll_errors`` times in a row."""
+        key = _key(kind)
+        failures = 0
         while True:
-            response = self._call(context, f"describe_{kind}_job", **{name_key: name})
-            if response[f"{kind.capitalize()}JobStatus"] in TERMINAL:
+            try:
+                response = getattr(self._client, f"describe_{kind}_job")(**{f"{key}Name": name})
+                failures = 0
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                failures += 1
+                if failures > self.max_poll_errors:
+                    raise RemoteJobLost(
+                        f"SageMaker {kind} job {name}: gave up following it after {failures} failed polls: {exc}"
+                    ) from exc
+                delay = min(60.0, self.poll_interval * 2**failures)
+                context.log.warning(
+                    f"SageMaker {kind} job {name}: poll failed ({exc}); retrying in {delay:.1f}s"
+                )
+                self._sleep(delay)
+                continue
+            if response[f"{key}Status"] in TERMINAL:
                 return response
             self._sleep(self.poll_interval)
 
-    def _stop(self, context: Any, kind: JobKind, name: str) -> None:
-        context.log.warning(f"[pipes] execution interrupted, stopping SageMaker {kind} job {name}")
+    def _stop(self, context: Any, kind: JobKind, name: str, why: str) -> None:
+        """``stop_*_job``, best effort (a finished job just refuses)."""
+        context.log.warning(f"stopping SageMaker {kind} job {name}: {why}")
         try:
-            self._call(context, f"stop_{kind}_job", **{f"{kind.capitalize()}JobName": name})
-        except ClientError as err:
+            getattr(self._client, f"stop_{kind}_job")(**{f"{_key(kind)}Name": name})
+        except Exception as err:
             context.log.warning(f"could not stop SageMaker {kind} job {name}: {err}")
 
     def _metadata(self, kind: JobKind, name: str, response: Mapping[str, Any]) -> dict[str, Any]:

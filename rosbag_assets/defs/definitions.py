@@ -9,8 +9,7 @@ import os
 
 import dagster as dg
 
-from rosbag_assets.compute import ComputeTargets, LocalCompute
-from rosbag_assets.compute.batch import BatchCompute
+from rosbag_assets.compute.settings import compute_from_env
 from rosbag_assets.defs.datasets import training_dataset
 from rosbag_assets.defs.jobs import drive_assets, process_drive
 from rosbag_assets.defs.resources import DriveStorage
@@ -23,29 +22,6 @@ def storage_from_env() -> DriveStorage:
         drives_file=os.environ.get("ROSBAG_ASSETS_DRIVES_FILE") or None,
         output_root=os.environ.get("ROSBAG_ASSETS_OUTPUT_ROOT", os.path.abspath("var/output")),
         s3_endpoint_url=os.environ.get("ROSBAG_ASSETS_S3_ENDPOINT") or None,
-    )
-
-
-def compute_from_env() -> ComputeTargets:
-    """Local by default; ROSBAG_ASSETS_BATCH_JOB_QUEUE + _JOB_DEFINITION add AWS Batch, and
-    ROSBAG_ASSETS_COMPUTE_PER_ASSET (e.g. "extracted_frames=batch,object_labels=batch") routes assets to it."""
-    batch = None
-    if os.environ.get("ROSBAG_ASSETS_BATCH_JOB_QUEUE"):
-        batch = BatchCompute(
-            job_queue=os.environ["ROSBAG_ASSETS_BATCH_JOB_QUEUE"],
-            job_definition=os.environ.get("ROSBAG_ASSETS_BATCH_JOB_DEFINITION", "rosbag-assets"),
-            pipes_bucket=os.environ.get("ROSBAG_ASSETS_PIPES_BUCKET") or None,
-            array_per_bag=True,
-        )
-    per_asset = dict(
-        item.split("=", 1)
-        for item in os.environ.get("ROSBAG_ASSETS_COMPUTE_PER_ASSET", "").split(",")
-        if "=" in item
-    )
-    return ComputeTargets(
-        local=LocalCompute(mode=os.environ.get("ROSBAG_ASSETS_COMPUTE", "subprocess")),
-        batch=batch,
-        per_asset=per_asset,
     )
 
 

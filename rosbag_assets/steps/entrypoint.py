@@ -6,7 +6,8 @@ messages. Run by hand, ``--params params.json`` runs the job without Dagster and
 
 Parameters: ``{"step": <asset name>, "drive": ..., "source": <drive uri>,
 "output": <output root uri>, "s3_endpoint_url": ..., "run_id": ..., "options": {...}}`` plus, for
-``extract``, ``version``/``bag_names``/``commit`` to split work across array children.
+``extract``, ``version``/``bag_names``/``commit`` to split work (see `steps.fanout`); an AWS Batch array child
+runs part ``AWS_BATCH_JOB_ARRAY_INDEX`` of the plan in its extras.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from rosbag_assets.io.drives import validate_drive_name
 from rosbag_assets.io.storage import storage_from_uri
-from rosbag_assets.steps import report
+from rosbag_assets.steps import fanout, report
 from rosbag_assets.steps.runtime import configure_runtime
 
 DRIVE_STEPS = ("raw_bags", "extracted_frames", "object_labels", "lane_labels", "anonymized_frames")
@@ -126,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
 
     with open_dagster_pipes(**_pipes_loaders()) as pipes:
         params = dict(pipes.extras)
+        array_index = os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+        if array_index is not None and fanout.PARTS_KEY in params:  # one child of a fanned-out step
+            params = fanout.part_params(params, int(array_index))
         params.setdefault("run_id", pipes.run_id)
-        if params.get("array_bags") and "AWS_BATCH_JOB_ARRAY_INDEX" in os.environ:
-            params["bag_names"] = [params["array_bags"][int(os.environ["AWS_BATCH_JOB_ARRAY_INDEX"])]]
-            params["commit"] = False
         result = run_step(params, log=pipes.log)
         report_to_pipes(pipes, result)
     return 0

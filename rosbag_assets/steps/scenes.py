@@ -66,7 +66,7 @@ def validate_rules(
         if ";" in rule.when:
             raise SceneRuleError(f"scene rule {name}: ';' is not allowed, a rule is one expression")
         sql = f"SELECT ({rule.when}) FROM {table} {WINDOW}"
-        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
         if tree.get("error"):
             raise SceneRuleError(f"scene rule {name}: {tree.get('error_message')} in {rule.when!r}")
         unknown = sorted(column_refs(tree) - set(columns))

@@ -247,3 +247,23 @@ def test_cli_prints_hits_and_writes_a_sheet_of_real_frames(
     assert "unknown column 'speed_mps'" in capsys.readouterr().err
     n = write_sheet(db, search(db, "true").rows, tmp_path / "all.jpg")
     assert n == 3
+
+
+def test_a_first_drive_without_scenes_or_labels_does_not_fix_wrong_types(
+    tmp_path: Path, tables: dict
+) -> None:
+    db = tmp_path / "catalog.duckdb"
+    quiet = find_scenes(tables["d1"]["timeline"].head(0))
+    empty_labels = tables["d1"]["labels"].head(0)
+    upsert_drive(
+        db, "quiet", {"scenes": quiet, "labels": empty_labels, "frames": tables["d1"]["frames"].head(0)}
+    )
+    upsert_drive(db, "d1", tables["d1"])
+    assert rows(
+        db, "SELECT data_type FROM duckdb_columns() WHERE table_name = 'scenes' AND column_name = 'start_ns'"
+    ) == [("BIGINT",)]
+    assert search(db, scene="person_in_ego_lane").total == 10
+    assert rows(db, "SELECT drive, labels_rows, scenes_rows FROM drives ORDER BY drive") == [
+        ("d1", 40, 6),
+        ("quiet", 0, 0),
+    ]

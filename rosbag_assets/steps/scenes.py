@@ -111,7 +111,7 @@ def find_scenes(
     con.register("timeline", data)
     validate_rules(rules, con)
     if not rules or not data.num_rows:
-        return pd.DataFrame(columns=SCENE_COLUMNS)
+        return _empty()
     names = list(rules)
     hits = ", ".join(f"coalesce(({rules[n].when}), false) AS r{i}" for i, n in enumerate(names))
     df = con.execute(
@@ -137,7 +137,13 @@ def find_scenes(
                         "frame_keys": frame_keys,
                     }
                 )
-    return pd.DataFrame(rows, columns=SCENE_COLUMNS)
+    return pd.DataFrame(rows, columns=SCENE_COLUMNS) if rows else _empty()
+
+
+def _empty() -> pd.DataFrame:
+    """No scenes, typed, so the catalog learns the real column types even from a drive without scenes."""
+    kinds = {"start_ns": "int64", "end_ns": "int64", "duration_s": "float64", "frame_keys": "object"}
+    return pd.DataFrame({c: pd.Series([], dtype=kinds.get(c, "str")) for c in SCENE_COLUMNS})
 
 
 def ranges(t: np.ndarray, hit: np.ndarray, step: int, rule: SceneRule) -> list[tuple[int, int]]:

@@ -75,8 +75,8 @@ def search(
         tables = existing_tables(con)
         if DERIVED_TABLE not in tables:
             raise SearchError(f"{db_path} holds no labels yet (no {DERIVED_TABLE} table)")
-        if scene and "scenes" not in tables:
-            raise SearchError(f"{db_path} holds no scenes yet")
+        if scene and not {"scenes", "frames"} <= tables:
+            raise SearchError(f"{db_path} holds no scenes or no frames yet")
         t0 = time.perf_counter()
         if where:
             check_where(con, where)
@@ -98,7 +98,7 @@ def search(
             params,
         ).df()
         seconds = time.perf_counter() - t0
-    except (duckdb.BinderException, duckdb.ParserException, duckdb.ConversionException) as exc:
+    except duckdb.Error as exc:  # a bad cast, a wrong function, a type mismatch: the user's query
         raise SearchError(str(exc).splitlines()[0]) from exc
     finally:
         con.close()

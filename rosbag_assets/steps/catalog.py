@@ -293,7 +293,8 @@ def hits_select(con: duckdb.DuckDBPyConnection, drive: str | None) -> str:
         joins.append(
             f"ASOF LEFT JOIN (SELECT * FROM timeline{where}) t ON t.drive = l.drive AND l.stamp_ns >= t.t_ns"
         )
-    return f"SELECT {', '.join(parts)} FROM {' '.join(joins)}"
+    # in drive and time order, so DuckDB's per-block min/max skip other drives when a search names one
+    return f"SELECT {', '.join(parts)} FROM {' '.join(joins)} ORDER BY l.drive, l.stamp_ns"
 
 
 def _refresh_drive_row(con: duckdb.DuckDBPyConnection, drive: str, given: pa.Table | None) -> dict[str, int]:

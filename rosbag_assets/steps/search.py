@@ -93,17 +93,15 @@ def search(
                 "FROM scenes WHERE rule = $scene) s JOIN frames f ON f.drive = s.drive AND f.frame_key = s.frame_key"
             )
             params = {"scene": scene}
-        rows = con.execute(
-            f"SELECT *, count(*) OVER () AS _total FROM ({sql}) ORDER BY drive, stamp_ns LIMIT {int(limit)}",
-            params,
-        ).df()
+        # two queries: a count(*) OVER () would materialise every matching row with all its columns
+        (total,) = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchall()[0]
+        rows = con.execute(f"SELECT * FROM ({sql}) ORDER BY drive, stamp_ns LIMIT {int(limit)}", params).df()
         seconds = time.perf_counter() - t0
     except duckdb.Error as exc:  # a bad cast, a wrong function, a type mismatch: the user's query
         raise SearchError(str(exc).splitlines()[0]) from exc
     finally:
         con.close()
-    total = int(rows["_total"].iloc[0]) if len(rows) else 0
-    return SearchResult(rows.drop(columns="_total"), total, seconds)
+    return SearchResult(rows, int(total), seconds)
 
 
 def write_sheet(

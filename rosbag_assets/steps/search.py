@@ -93,9 +93,15 @@ def search(
                 "FROM scenes WHERE rule = $scene) s JOIN frames f ON f.drive = s.drive AND f.frame_key = s.frame_key"
             )
             params = {"scene": scene}
-        # two queries: a count(*) OVER () would materialise every matching row with all its columns
-        (total,) = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchall()[0]
-        rows = con.execute(f"SELECT * FROM ({sql}) ORDER BY drive, stamp_ns LIMIT {int(limit)}", params).df()
+        order = f"ORDER BY drive, stamp_ns LIMIT {int(limit)}"
+        if where:
+            # two scans: count(*) OVER () would materialise every matching label with all its columns
+            # (36 s for 6.7 M matches of 10 M); the top-N scan alone stays a fraction of a second
+            (total,) = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchall()[0]
+            rows = con.execute(f"SELECT * FROM ({sql}) {order}", params).df()
+        else:  # the scene frames are few; the join is the cost, so do it once
+            rows = con.execute(f"SELECT *, count(*) OVER () AS _total FROM ({sql}) {order}", params).df()
+            total = int(rows.pop("_total").iloc[0]) if len(rows) else 0
         seconds = time.perf_counter() - t0
     except duckdb.Error as exc:  # a bad cast, a wrong function, a type mismatch: the user's query
         raise SearchError(str(exc).splitlines()[0]) from exc

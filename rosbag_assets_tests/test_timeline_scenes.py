@@ -397,3 +397,22 @@ def test_real_imu_recording_on_header_and_log_clocks() -> None:
     # the camera looks down on gravity: about -9.6 m/s^2 on z, whichever clock
     assert header["accel_z"].mean() == pytest.approx(imu["linear_acceleration.z"].mean(), abs=0.3)
     assert header["speed_mps"].isna().all()  # no speed source: NULL, never 0
+
+
+def test_lane_lines_are_extended_to_the_image_bottom() -> None:
+    import pyarrow as pa
+
+    from rosbag_assets.steps.drive_timeline import _lanes_with_bottom_x
+
+    points = [
+        [
+            [600.0, 400.0],
+            [500.0, 600.0],
+            [550.0, 500.0],
+        ],  # unordered; the two lowest give 2 px of x per px of y
+        [[700.0, 650.0]],  # one point: its x
+        [],  # nothing found
+    ]
+    lanes = pa.table({"image_height": [700, 700, 700], "points": points})
+    bottom = _lanes_with_bottom_x(lanes)["x_bottom"].to_numpy()
+    assert bottom[0] == pytest.approx(450.0) and bottom[1] == 700.0 and np.isnan(bottom[2])

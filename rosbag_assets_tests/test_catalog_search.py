@@ -112,6 +112,8 @@ def test_new_columns_are_added_and_bad_types_refused(catalog: Path, tables: dict
     assert rows(catalog, "SELECT count(*) FROM frames WHERE drive = 'd1'") == [(100,)]  # rolled back
     with pytest.raises(CatalogError, match="rows of other drives"):
         upsert_drive(catalog, "d1", {"labels": tables["d2"]["labels"]})
+    with pytest.raises(ValueError, match="drive name"):
+        upsert_drive(catalog, "../d1", {"labels": tables["d1"]["labels"]})
     with pytest.raises(CatalogError, match="unknown catalog tables"):
         upsert_drive(catalog, "d1", {"label": tables["d1"]["labels"]})
 

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
+from rosbag_assets.jobs.drives import validate_drive_name
 from rosbag_assets.jobs.storage import Storage, join_key, storage_from_uri
 
 SOURCE_TABLES = ("bags", "topics", "frames", "labels", "lanes", "scenes", "timeline")
@@ -120,6 +121,7 @@ def upsert_drive(
     ``<export_root>/catalog/<table>/drive=<drive>/part.parquet`` (hive layout, readable from S3 by DuckDB,
     Athena or Spark).
     """
+    validate_drive_name(drive)  # it becomes a path segment of the export and a literal in SQL
     unknown = set(tables) - set(TABLES)
     if unknown:
         raise CatalogError(f"drive {drive}: unknown catalog tables {sorted(unknown)}; known: {list(TABLES)}")

@@ -275,16 +275,16 @@ def test_sample_drive_from_bags_to_search(small_sample_landing: Path, tmp_path: 
     """The generated sample drive's real bags and extracted tar shards: timeline, catalog, search, sheet."""
     from rosbags.highlevel import AnyReader
 
-    from rosbag_assets.jobs import frames as fr
-    from rosbag_assets.jobs import sample_drive as sd
-    from rosbag_assets.jobs.extract import run_extract
-    from rosbag_assets.jobs.inventory import run_inventory
-    from rosbag_assets.jobs.storage import LocalStorage
+    from rosbag_assets.io import frames as fr
+    from rosbag_assets.demo import sample_drive as sd
+    from rosbag_assets.steps.extracted_frames import run_extracted_frames
+    from rosbag_assets.steps.raw_bags import run_raw_bags
+    from rosbag_assets.io.storage import LocalStorage
     from rosbag_assets.steps.drive_timeline import build_timeline
 
     source, out = LocalStorage(small_sample_landing / "sample"), LocalStorage(tmp_path / "out")
-    run_inventory(drive="sample", source=source, output=out)
-    run_extract(drive="sample", source=source, output=out)
+    run_raw_bags(drive="sample", source=source, output=out)
+    run_extracted_frames(drive="sample", source=source, output=out)
     _, index = fr.committed_frames(out, "sample")
     fields = {
         sd.SPEED_TOPIC: {"twist.linear.x": "twist.linear.x", "twist.linear.y": "twist.linear.y"},

@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from rosbag_assets.jobs.drives import validate_drive_name
-from rosbag_assets.jobs.storage import Storage, join_key, storage_from_uri
+from rosbag_assets.io.drives import validate_drive_name
+from rosbag_assets.io.storage import Storage, join_key, storage_from_uri
 
 SOURCE_TABLES = ("bags", "topics", "frames", "labels", "lanes", "scenes", "timeline")
 TABLES = ("drives", *SOURCE_TABLES)

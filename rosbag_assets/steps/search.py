@@ -21,8 +21,8 @@ import cv2
 import duckdb
 import pandas as pd
 
-from rosbag_assets.jobs import preview
-from rosbag_assets.jobs.frames import decode_frame, read_indexed_bytes
+from rosbag_assets.vision import preview
+from rosbag_assets.io.frames import decode_frame, read_indexed_bytes
 from rosbag_assets.steps.catalog import DERIVED_TABLE, connect, existing_tables, table_columns
 from rosbag_assets.steps.scenes import column_refs
 

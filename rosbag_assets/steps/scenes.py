@@ -1,0 +1,174 @@
+"""`scenes`: time ranges of a drive where a rule over its timeline holds.
+
+Rules are data, not code: DuckDB SQL boolean expressions in YAML (defaults in `scene_rules.yaml`), so a
+user adds "pedestrian while moving fast" without touching Python. Each rule is checked before it runs:
+one expression, only timeline columns (an unknown column is an error naming the rule and the column),
+and a true/false result.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rosbag_assets.steps.catalog import Table, read_table
+
+SCENE_COLUMNS = ["drive", "scene_id", "rule", "start_ns", "end_ns", "duration_s", "frame_keys"]
+WINDOW = "WINDOW w AS (PARTITION BY drive ORDER BY t_ns)"
+
+
+class SceneRuleError(ValueError):
+    """A scene rule that cannot run (names the rule and what is wrong)."""
+
+
+class SceneRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    when: str = Field(min_length=1)
+    description: str = ""
+    min_duration_s: float = Field(0.0, ge=0)
+    merge_gap_s: float = Field(0.0, ge=0)
+    pad_s: float = Field(0.0, ge=0)
+
+
+def default_rules_path() -> Path:
+    return Path(str(resources.files("rosbag_assets.steps").joinpath("scene_rules.yaml")))
+
+
+def load_rules(*paths: str | Path, defaults: bool = True) -> dict[str, SceneRule]:
+    """Rules from the shipped defaults (unless `defaults=False`) and then each YAML file, later ones winning."""
+    rules: dict[str, SceneRule] = {}
+    for path in ([default_rules_path()] if defaults else []) + [Path(p) for p in paths]:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(doc, dict) or not isinstance(doc.get("rules"), dict):
+            raise SceneRuleError(f"{path}: expected a mapping with a 'rules:' mapping of name -> rule")
+        for name, body in doc["rules"].items():
+            try:
+                rules[str(name)] = SceneRule(**(body if isinstance(body, dict) else {"when": body}))
+            except ValidationError as exc:
+                raise SceneRuleError(f"{path}: scene rule {name}: {exc}") from exc
+    return rules
+
+
+def validate_rules(
+    rules: dict[str, SceneRule], con: duckdb.DuckDBPyConnection, table: str = "timeline"
+) -> None:
+    """Raise `SceneRuleError` for a rule that is not one boolean expression over `table`'s columns."""
+    columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+    for name, rule in rules.items():
+        if ";" in rule.when:
+            raise SceneRuleError(f"scene rule {name}: ';' is not allowed, a rule is one expression")
+        sql = f"SELECT ({rule.when}) FROM {table} {WINDOW}"
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+        if tree.get("error"):
+            raise SceneRuleError(f"scene rule {name}: {tree.get('error_message')} in {rule.when!r}")
+        unknown = sorted(column_refs(tree) - set(columns))
+        if unknown:
+            raise SceneRuleError(
+                f"scene rule {name}: unknown column {unknown[0]!r} in {rule.when!r}; timeline columns: {columns}"
+            )
+        try:
+            (kind,) = [r[1] for r in con.execute(f"DESCRIBE {sql}").fetchall()]
+        except duckdb.Error as exc:
+            raise SceneRuleError(f"scene rule {name}: {exc}") from exc
+        if kind not in ("BOOLEAN", '"NULL"'):
+            raise SceneRuleError(f"scene rule {name}: {rule.when!r} gives {kind}, not true/false")
+
+
+def column_refs(tree: Any) -> set[str]:
+    """Names of the columns referenced anywhere in a `json_serialize_sql` tree."""
+    found: set[str] = set()
+    if isinstance(tree, dict):
+        if tree.get("class") == "COLUMN_REF":
+            found.add(tree["column_names"][-1])
+        for value in tree.values():
+            found |= column_refs(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            found |= column_refs(value)
+    return found
+
+
+def find_scenes(
+    timeline: Table, rules: dict[str, SceneRule] | None = None, *, grid_ns: int | None = None
+) -> pd.DataFrame:
+    """Scenes of every drive in `timeline` for every rule (default: the shipped ones).
+
+    A step where a rule holds stands for [t, t + grid); consecutive steps form a range; ranges closer
+    than `merge_gap_s` merge; shorter than `min_duration_s` are dropped; then `pad_s` widens them
+    (clipped to the timeline). `frame_keys` lists the camera frames seen in the range, in time order.
+    """
+    rules = load_rules() if rules is None else rules
+    data = read_table(timeline)
+    con = duckdb.connect()
+    con.register("timeline", data)
+    validate_rules(rules, con)
+    if not rules or not data.num_rows:
+        return _empty()
+    names = list(rules)
+    hits = ", ".join(f"coalesce(({rules[n].when}), false) AS r{i}" for i, n in enumerate(names))
+    df = con.execute(
+        f"SELECT drive, t_ns, frame_key, {hits} FROM timeline {WINDOW} ORDER BY drive, t_ns"
+    ).df()
+    rows = []
+    for drive, steps in df.groupby("drive", sort=True):
+        t = steps["t_ns"].to_numpy(np.int64)
+        step = grid_ns or (int(np.median(np.diff(t))) if len(t) > 1 else 100_000_000)
+        keys = steps["frame_key"].to_numpy(object)
+        for i, name in enumerate(names):
+            for start, end in ranges(t, steps[f"r{i}"].to_numpy(bool), step, rules[name]):
+                lo, hi = np.searchsorted(t, [start, end], "left")
+                frame_keys = list(dict.fromkeys(k for k in keys[lo:hi] if isinstance(k, str)))
+                rows.append(
+                    {
+                        "drive": drive,
+                        "scene_id": f"{drive}:{name}:{start}",
+                        "rule": name,
+                        "start_ns": start,
+                        "end_ns": end,
+                        "duration_s": (end - start) / 1e9,
+                        "frame_keys": frame_keys,
+                    }
+                )
+    return pd.DataFrame(rows, columns=SCENE_COLUMNS) if rows else _empty()
+
+
+def _empty() -> pd.DataFrame:
+    """No scenes, typed, so the catalog learns the real column types even from a drive without scenes."""
+    kinds = {"start_ns": "int64", "end_ns": "int64", "duration_s": "float64", "frame_keys": "object"}
+    return pd.DataFrame({c: pd.Series([], dtype=kinds.get(c, "str")) for c in SCENE_COLUMNS})
+
+
+def ranges(t: np.ndarray, hit: np.ndarray, step: int, rule: SceneRule) -> list[tuple[int, int]]:
+    """[start, end) ns ranges where `hit` holds, merged, filtered by duration and padded."""
+    idx = np.flatnonzero(hit)
+    if not len(idx):
+        return []
+    cut = np.flatnonzero(np.diff(idx) > 1)
+    firsts, lasts = idx[np.r_[0, cut + 1]], idx[np.r_[cut, len(idx) - 1]]
+    runs = _merge(
+        [(int(t[a]), int(t[b]) + step) for a, b in zip(firsts, lasts, strict=True)], rule.merge_gap_s
+    )
+    runs = [(a, b) for a, b in runs if b - a >= round(rule.min_duration_s * 1e9)]
+    if rule.pad_s:
+        pad, lo, hi = round(rule.pad_s * 1e9), int(t[0]), int(t[-1]) + step
+        runs = _merge([(max(lo, a - pad), min(hi, b + pad)) for a, b in runs], 0.0)
+    return runs
+
+
+def _merge(runs: list[tuple[int, int]], gap_s: float) -> list[tuple[int, int]]:
+    gap = round(gap_s * 1e9)
+    merged: list[tuple[int, int]] = []
+    for a, b in runs:
+        if merged and a - merged[-1][1] <= gap:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged

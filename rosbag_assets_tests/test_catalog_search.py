@@ -275,12 +275,12 @@ def test_sample_drive_from_bags_to_search(small_sample_landing: Path, tmp_path: 
     """The generated sample drive's real bags and extracted tar shards: timeline, catalog, search, sheet."""
     from rosbags.highlevel import AnyReader
 
-    from rosbag_assets.io import frames as fr
     from rosbag_assets.demo import sample_drive as sd
-    from rosbag_assets.steps.extracted_frames import run_extracted_frames
-    from rosbag_assets.steps.raw_bags import run_raw_bags
+    from rosbag_assets.io import frames as fr
     from rosbag_assets.io.storage import LocalStorage
     from rosbag_assets.steps.drive_timeline import build_timeline
+    from rosbag_assets.steps.extracted_frames import run_extracted_frames
+    from rosbag_assets.steps.raw_bags import run_raw_bags
 
     source, out = LocalStorage(small_sample_landing / "sample"), LocalStorage(tmp_path / "out")
     run_raw_bags(drive="sample", source=source, output=out)

@@ -21,10 +21,10 @@ import cv2
 import duckdb
 import pandas as pd
 
-from rosbag_assets.vision import preview
 from rosbag_assets.io.frames import decode_frame, read_indexed_bytes
 from rosbag_assets.steps.catalog import DERIVED_TABLE, connect, existing_tables, table_columns
 from rosbag_assets.steps.scenes import column_refs
+from rosbag_assets.vision import preview
 
 DEFAULT_DB = os.environ.get("ROSBAG_ASSETS_CATALOG", "var/catalog/catalog.duckdb")
 TILE_WIDTH = 320

@@ -1,7 +1,7 @@
 """`rosbag-assets`: the command line of things people do outside the Dagster UI.
 
-    rosbag-assets search "class_name = 'person' and in_ego_lane and speed_mps > 5" --sheet hits.jpg
-    rosbag-assets search --scene person_in_ego_lane
+rosbag-assets search "class_name = 'person' and in_ego_lane and speed_mps > 5" --sheet hits.jpg
+rosbag-assets search --scene person_in_ego_lane
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     from rosbag_assets.steps import search
 
     search.add_arguments(
-        commands.add_parser("search", help="find frames across drives in the catalog (a SQL WHERE over labels)")
+        commands.add_parser(
+            "search", help="find frames across drives in the catalog (a SQL WHERE over labels)"
+        )
     )
     args = parser.parse_args(argv)
     if args.command == "search":

@@ -5,7 +5,7 @@ import dagster as dg
 from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.drives import extracted_frames
 from rosbag_assets.defs.labels import object_labels
-from rosbag_assets.defs.policies import RETRY, check
+from rosbag_assets.defs.policies import RETRY, check, run_step
 from rosbag_assets.defs.privacy import anonymized_frames
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.steps.training_dataset import TrainingDatasetOptions
@@ -32,5 +32,4 @@ def training_dataset(
     storage: DriveStorage,
     compute: ComputeTargets,
 ):
-    params = storage.step_params("training_dataset", None, context.run.run_id, config.model_dump())
-    return compute.for_asset("training_dataset").run(context, params)
+    return run_step(context, storage, compute, config)

@@ -4,7 +4,7 @@ import dagster as dg
 
 from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.partitions import drives
-from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check
+from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check, run_step
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.steps.extracted_frames import ExtractedFramesOptions
 
@@ -24,8 +24,7 @@ class ExtractedFramesConfig(dg.Config, ExtractedFramesOptions):
     description="Inventory of every bag in the drive: format, bytes, time span, topics with types and counts.",
 )
 def raw_bags(context: dg.AssetExecutionContext, storage: DriveStorage, compute: ComputeTargets):
-    params = storage.step_params("raw_bags", context.partition_key, context.run.run_id)
-    return compute.for_asset("raw_bags").run(context, params)
+    return run_step(context, storage, compute)
 
 
 @dg.asset(
@@ -50,7 +49,4 @@ def extracted_frames(
     storage: DriveStorage,
     compute: ComputeTargets,
 ):
-    params = storage.step_params(
-        "extracted_frames", context.partition_key, context.run.run_id, config.model_dump()
-    )
-    return compute.for_asset("extracted_frames").run(context, params)
+    return run_step(context, storage, compute, config)

@@ -5,7 +5,7 @@ import dagster as dg
 from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.drives import extracted_frames
 from rosbag_assets.defs.partitions import drives
-from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check
+from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check, run_step
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.steps.lane_labels import LaneLabelsOptions
 from rosbag_assets.steps.object_labels import ObjectLabelsOptions
@@ -38,10 +38,7 @@ def lane_labels(
     storage: DriveStorage,
     compute: ComputeTargets,
 ):
-    params = storage.step_params(
-        "lane_labels", context.partition_key, context.run.run_id, config.model_dump(exclude_none=True)
-    )
-    return compute.for_asset("lane_labels").run(context, params)
+    return run_step(context, storage, compute, config)
 
 
 @dg.asset(
@@ -65,7 +62,4 @@ def object_labels(
     storage: DriveStorage,
     compute: ComputeTargets,
 ):
-    params = storage.step_params(
-        "object_labels", context.partition_key, context.run.run_id, config.model_dump(exclude_none=True)
-    )
-    return compute.for_asset("object_labels").run(context, params)
+    return run_step(context, storage, compute, config)

@@ -6,7 +6,7 @@ from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.drives import extracted_frames
 from rosbag_assets.defs.labels import object_labels
 from rosbag_assets.defs.partitions import drives
-from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check
+from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check, run_step
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.steps.anonymized_frames import AnonymizedFramesOptions
 
@@ -38,7 +38,4 @@ def anonymized_frames(
     storage: DriveStorage,
     compute: ComputeTargets,
 ):
-    params = storage.step_params(
-        "anonymized_frames", context.partition_key, context.run.run_id, config.model_dump(exclude_none=True)
-    )
-    return compute.for_asset("anonymized_frames").run(context, params)
+    return run_step(context, storage, compute, config)

@@ -84,6 +84,8 @@ def print_summary(storage: LocalStorage, drive: str, result: dg.ExecuteInProcess
         )
     for name, n in labels.groupby("class_name").size().sort_values(ascending=False).items():
         print(f"  {name:<20} {n:5d}")
+    if "in_ego_lane" in labels and labels["in_ego_lane"].notna().any():
+        print(f"  placed on the road: {int(labels['in_ego_lane'].eq(True).sum())} boxes in the ego lane")
     lanes, manifest, lanes_uri = _read(storage, drive, "lane_labels", "lanes.parquet")
     with_lanes = lanes["frame_key"].nunique() if len(lanes) else 0
     print(
@@ -91,7 +93,15 @@ def print_summary(storage: LocalStorage, drive: str, result: dg.ExecuteInProcess
     )
     for side, n in lanes.groupby("side").size().items():
         print(f"  {side:<20} {n:5d}")
-    print(f"\npreviews: {labels_uri}/preview.jpg\n          {lanes_uri}/preview.jpg")
+    anonymized, manifest, anonymized_uri = _read(storage, drive, "anonymized_frames", "index.parquet")
+    print(
+        f"\nanonymized frames ({len(anonymized)}: {int(anonymized['faces'].sum())} face and "
+        f"{int(anonymized['plates'].sum())} plate regions hidden):  {anonymized_uri}"
+    )
+    print(
+        f"\npreviews: {lanes_uri}/preview.jpg\n          {labels_uri}/preview.jpg\n"
+        f"          {anonymized_uri}/preview.jpg"
+    )
     print(
         f"\nOpen the UI: `make dev`, then http://127.0.0.1:3000 (asset group 'drives', partition {drive!r}).\n"
     )

@@ -276,7 +276,7 @@ def test_a_shard_that_fails_to_complete_fails_the_close() -> None:
 
 
 def test_bags_run_in_parallel_only_when_asked_or_big_enough(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rosbag_assets.steps import extracted_frames as extract
+    from rosbag_assets.steps.extracted_frames import parallel as extract
 
     monkeypatch.setattr(extract.os, "cpu_count", lambda: 16)
     gb = 1_000_000_000

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
+from rosbag_assets.steps.progress import Progress, topic_totals
 from rosbag_assets.vision import preview
 from rosbag_assets.vision.lanes import draw_lanes, get_lane_backend
 
@@ -71,11 +72,13 @@ def run_lane_labels(
     tile_every = max(1, len(chosen) // PREVIEW_TILES)
     t_detect = time.perf_counter()
     frames_with_lanes = 0
+    progress = Progress(log, f"lane_labels {drive}", topic_totals(chosen))
     for n, (row, img) in enumerate(
         item
         for batch in frames.iter_batches(output, version, chosen, opts.batch_size, opts.workers)
         for item in batch
     ):
+        progress.update(row["topic"])
         h, w = img.shape[:2]
         lanes = backend.detect(img)
         frames_with_lanes += bool(lanes)
@@ -99,6 +102,7 @@ def run_lane_labels(
         if n % tile_every == 0 and len(tiles) < PREVIEW_TILES:
             annotated = draw_lanes(img, lanes)
             tiles.append(preview.caption(annotated, f"{row['topic']} lanes={len(lanes)}"))
+    progress.close()
     detect_s = time.perf_counter() - t_detect
 
     lanes_df = pd.DataFrame(rows, columns=LANE_COLUMNS)
@@ -121,10 +125,10 @@ def run_lane_labels(
         "lanes_per_side": report.table(
             [{"side": k, "count": int(v)} for k, v in sides.items()], [("side", "string"), ("count", "int")]
         ),
-        "mean_score": report.number(float(lanes_df["score"].mean()) if len(lanes_df) else 0.0),
+        "mean_score": report.number(float(lanes_df["score"].mean()) if len(lanes_df) else 0.0, digits=3),
         "model": report.text(backend.name),
-        "frames_per_s": report.number(len(chosen) / detect_s if detect_s else 0.0),
-        "elapsed_s": report.number(time.perf_counter() - t0),
+        "frames_per_s": report.number(len(chosen) / detect_s if detect_s else 0.0, digits=1),
+        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
         "lanes_uri": report.uri_value(staging.uri("lanes.parquet")),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
         "preview": report.md(preview.markdown_image(sheet, f"{drive} lanes")),

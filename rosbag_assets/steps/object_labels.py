@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
+from rosbag_assets.steps.progress import Progress, topic_totals
 from rosbag_assets.vision import preview
 from rosbag_assets.vision.detection import DetectorConfig, load_detector
 
@@ -118,9 +119,11 @@ def run_object_labels(
     rng = random.Random(0)
     t_detect = time.perf_counter()
     seen = 0
+    progress = Progress(log, f"object_labels {drive}", topic_totals(chosen))
     for batch in frames.iter_batches(output, version, chosen, config.batch_size, opts.workers):
         results = detector.detect_batch([img for _, img in batch])
         for (row, img), dets in zip(batch, results, strict=True):
+            progress.update(row["topic"])
             h, w = img.shape[:2]
             frame_rows = [_label_row(drive, row, w, h, d, detector) for d in dets]
             rows.extend(frame_rows)
@@ -130,6 +133,7 @@ def run_object_labels(
                 sample.append((row, preview.draw_boxes(img, frame_rows)))
             elif frame_rows and rng.random() < PREVIEW_TILES / seen:
                 sample[rng.randrange(PREVIEW_TILES)] = (row, preview.draw_boxes(img, frame_rows))
+    progress.close()
     detect_s = time.perf_counter() - t_detect
 
     labels = pd.DataFrame(rows, columns=LABEL_COLUMNS)
@@ -172,8 +176,8 @@ def run_object_labels(
         "weights_sha256": report.text(detector.weights_sha256 or ""),
         "device": report.text(getattr(detector, "device", "cpu")),
         "runtime": report.text(getattr(detector, "runtime", "opencv")),
-        "frames_per_s": report.number(len(chosen) / detect_s if detect_s else 0.0),
-        "elapsed_s": report.number(time.perf_counter() - t0),
+        "frames_per_s": report.number(len(chosen) / detect_s if detect_s else 0.0, digits=1),
+        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
         "labels_uri": report.uri_value(staging.uri("labels.parquet")),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
         "preview": report.md(preview.markdown_image(sheet, f"{drive} object labels")),

@@ -34,6 +34,7 @@ class LocalCompute(dg.ConfigurableResource):
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment for subprocess jobs.")
 
     def run(self, context: dg.AssetExecutionContext, params: dict[str, Any]) -> RunOutput:
+        params = {**params, "target": f"local-{self.mode}"}  # reported as the `target` metadata entry
         if self.mode == "in_process":
             return result_to_dagster(run_step(params, log=ContextLog(context)))
         client = dg.PipesSubprocessClient(env=dict(self.env) or None)

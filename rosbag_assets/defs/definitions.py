@@ -2,7 +2,8 @@
 
 Environment (all optional): ROSBAG_ASSETS_LANDING_ROOT (default ./var/landing), ROSBAG_ASSETS_DRIVES_FILE,
 ROSBAG_ASSETS_OUTPUT_ROOT (default ./var/output), ROSBAG_ASSETS_S3_ENDPOINT, ROSBAG_ASSETS_COMPUTE
-(subprocess | in_process), ROSBAG_ASSETS_WEIGHTS, ROSBAG_ASSETS_ALLOW_FALLBACK=1, ROSBAG_ASSETS_WEIGHTS_CACHE.
+(subprocess | in_process), ROSBAG_ASSETS_WEIGHTS, ROSBAG_ASSETS_ALLOW_FALLBACK=1, ROSBAG_ASSETS_WEIGHTS_CACHE,
+ROSBAG_ASSETS_OUTPUT_URL (where the output root is served over HTTP), ROSBAG_ASSETS_DOCS_URL.
 """
 
 import os
@@ -22,6 +23,7 @@ def storage_from_env() -> DriveStorage:
         drives_file=os.environ.get("ROSBAG_ASSETS_DRIVES_FILE") or None,
         output_root=os.environ.get("ROSBAG_ASSETS_OUTPUT_ROOT", os.path.abspath("var/output")),
         s3_endpoint_url=os.environ.get("ROSBAG_ASSETS_S3_ENDPOINT") or None,
+        output_url=os.environ.get("ROSBAG_ASSETS_OUTPUT_URL") or None,
     )
 
 

@@ -5,7 +5,7 @@ import dagster as dg
 from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.drives import extracted_frames
 from rosbag_assets.defs.partitions import drives
-from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check
+from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check, described
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.steps.lane_labels import LaneLabelsOptions
 from rosbag_assets.steps.object_labels import ObjectLabelsOptions
@@ -22,7 +22,7 @@ class LaneLabelsConfig(dg.Config, LaneLabelsOptions):
 @dg.asset(
     partitions_def=drives,
     group_name=DRIVES_GROUP,
-    kinds={"yolo", "parquet"},
+    kinds={"ultralytics", "parquet"},
     deps=[extracted_frames],
     retry_policy=RETRY,
     pool="gpu",
@@ -30,8 +30,12 @@ class LaneLabelsConfig(dg.Config, LaneLabelsOptions):
         check("labels_point_at_frames", "object_labels", "Every label row points at an existing frame"),
         check("boxes_inside_image", "object_labels", "Every box lies inside its image"),
     ],
-    description="Object boxes for every colour frame from an Ultralytics YOLO detector, batched; the model and "
-    "weights are recorded per row.",
+    **described(
+        "Object boxes for every colour frame from an Ultralytics YOLO detector, batched; the model and weights "
+        "are recorded per row. What ran (model, weights, runtime, device, compute target) is in each "
+        "materialization's metadata, including the offline fallback detector when it was used.",
+        "Asset configuration (Launchpad / run config)",
+    ),
 )
 def object_labels(
     context: dg.AssetExecutionContext,
@@ -55,7 +59,10 @@ def object_labels(
         check("lanes_point_at_frames", "lane_labels", "Every lane row points at a committed frame"),
         check("lane_points_inside_image", "lane_labels", "Every lane point lies inside its image"),
     ],
-    description="Lane polylines per frame from a pluggable backend.",
+    **described(
+        "Lane polylines per frame from a pluggable backend (classical OpenCV Hough lines by default).",
+        "Known limits",
+    ),
 )
 def lane_labels(
     context: dg.AssetExecutionContext,

@@ -176,6 +176,7 @@ def run_object_labels(
         "weights_sha256": report.text(detector.weights_sha256 or ""),
         "device": report.text(getattr(detector, "device", "cpu")),
         "runtime": report.text(getattr(detector, "runtime", "opencv")),
+        "model_file_run": report.text(getattr(detector, "ran", detector.weights_uri)),
         "frames_per_s": report.number(len(chosen) / detect_s if detect_s else 0.0, digits=1),
         "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
         "labels_uri": report.uri_value(staging.uri("labels.parquet")),

@@ -12,7 +12,7 @@ import dagster as dg
 
 from rosbag_assets.compute import ComputeTargets, LocalCompute
 from rosbag_assets.compute.batch import BatchCompute
-from rosbag_assets.defs.jobs import drive_assets, process_drive
+from rosbag_assets.defs.jobs import STEP_EXECUTOR, drive_assets, process_drive
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.defs.sensors import drive_discovery_sensor
 
@@ -53,6 +53,7 @@ def compute_from_env() -> ComputeTargets:
 defs = dg.Definitions(
     assets=drive_assets,
     jobs=[process_drive],
+    executor=STEP_EXECUTOR,
     sensors=[drive_discovery_sensor],
     resources={"storage": storage_from_env(), "compute": compute_from_env()},
 )

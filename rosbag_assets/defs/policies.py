@@ -2,6 +2,7 @@
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,10 @@ def described(text: str, section: str) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     line = _heading_line(section)
     if line:
-        metadata["dagster/code_references"] = dg.CodeReferencesMetadataValue(
-            code_references=[
-                dg.LocalFileCodeReference(file_path=str(README), line_number=line, label=f"README: {section}")
-            ]
-        )
+        with warnings.catch_warnings():  # code references are "beta" in Dagster 1.13
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            reference = dg.LocalFileCodeReference(
+                file_path=str(README), line_number=line, label=f"README: {section}"
+            )
+            metadata["dagster/code_references"] = dg.CodeReferencesMetadataValue(code_references=[reference])
     return {"description": f"{text}\n\nDocs: {where}.", "metadata": metadata}

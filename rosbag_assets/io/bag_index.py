@@ -29,7 +29,8 @@ TARGET_BINS = 600
 
 
 def message_times(reader: Any) -> dict[str, np.ndarray]:
-    """{topic: sorted log times (ns, int64)} of every message of an open rosbags ``AnyReader``."""
+    """{topic: sorted log times (ns, int64)} of every message of an open rosbags ``AnyReader`` (topics
+    without messages are left out)."""
     per_topic: dict[str, list[np.ndarray]] = defaultdict(list)
     unindexed = []
     for conn in reader.connections:
@@ -44,16 +45,17 @@ def message_times(reader: Any) -> dict[str, np.ndarray]:
             scanned[conn.topic].append(log_time)
         for topic, values in scanned.items():
             per_topic[topic].append(np.asarray(values, np.int64))
-    return {t: np.sort(np.concatenate(parts)) for t, parts in per_topic.items()}
+    merged = {t: np.sort(np.concatenate(parts)) for t, parts in per_topic.items()}
+    return {t: values for t, values in merged.items() if len(values)}
 
 
 def _connection_times(conn: Any) -> np.ndarray | None:
     owner = conn.owner
     if isinstance(owner, Ros1Reader):
         return np.fromiter((entry.time for entry in owner.indexes.get(conn.id, [])), np.int64)
-    if not isinstance(owner, Ros2Reader):
+    storage = owner.storage if isinstance(owner, Ros2Reader) else owner
+    if not isinstance(storage, DirectoryReader | McapReader | Sqlite3Reader):
         return None
-    storage = owner.storage
     parts: Iterable[tuple[Any, int]]
     if isinstance(storage, DirectoryReader):
         parts = [

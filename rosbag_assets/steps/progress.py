@@ -43,12 +43,13 @@ class Progress:
         totals: Mapping[str, int] | int | None = None,
         *,
         unit: str = "frames",
-        every_s: float = REPORT_EVERY_S,
+        every_s: float | None = None,
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         bar: bool | None = None,
     ) -> None:
-        self.log, self.label, self.unit, self.every_s, self.clock = log, label, unit, every_s, clock
+        self.log, self.label, self.unit, self.clock = log, label, unit, clock
+        self.every_s = REPORT_EVERY_S if every_s is None else every_s
         if totals is None:
             totals = {}
         self.totals: dict[str, int] = {"": int(totals)} if isinstance(totals, int) else dict(totals)

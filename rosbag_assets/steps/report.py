@@ -38,6 +38,11 @@ def json_value(value: Any) -> MetadataValue:
     return {"raw_value": value, "type": "json"}
 
 
+def boolean(value: bool) -> MetadataValue:
+    """A yes/no entry (Pipes' JSON type takes only objects and lists: a bare bool there breaks the run)."""
+    return {"raw_value": bool(value), "type": "bool"}
+
+
 def integer(value: int) -> MetadataValue:
     return {"raw_value": int(value), "type": "int"}
 
@@ -130,7 +135,7 @@ def blocking_failures(checks: Sequence[CheckOutcome]) -> list[str]:
 
 def publication(uri: str, rejected: list[str]) -> dict[str, MetadataValue]:
     """Metadata saying whether this version became current, and why not."""
-    meta = {"published": json_value(not rejected)}
+    meta = {"published": boolean(not rejected)}
     if rejected:
         meta["not_published_because"] = md(
             f"Blocking checks failed: {', '.join(rejected)}. The version is kept at `{uri}` for inspection; "

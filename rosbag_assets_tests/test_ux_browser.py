@@ -235,7 +235,7 @@ def test_ui_shows_pictures_and_what_ran(playwright_sync, dagster_dev, served_out
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.set_default_timeout(120_000)
         page.goto(f"{base}/runs/{run_id}")
-        page.get_by_text("extracting ", exact=False).first.wait_for()
+        page.get_by_text("drive_report", exact=False).first.wait_for()  # the step list has loaded
         page.screenshot(path=str(ARTIFACTS / "run.png"))
         assert status == "SUCCESS", f"run {run_id} ended {status}; see {ARTIFACTS}/dagster_dev.log"
 
@@ -248,12 +248,14 @@ def test_ui_shows_pictures_and_what_ran(playwright_sync, dagster_dev, served_out
         seen = {}
         for asset, labels in checks.items():
             page.goto(f"{base}/assets/{asset}?view=overview")
-            for label in labels:
-                page.get_by_text(label, exact=True).first.wait_for()
-            if asset != "drive_report":
-                _wait(f"{asset} pictures", lambda: _inline_pictures(page, out_url), 60, every_s=1)
-            seen[asset] = _inline_pictures(page, out_url)
-            page.screenshot(path=str(ARTIFACTS / f"{asset}.png"), full_page=True)
+            try:
+                for label in labels:
+                    page.get_by_text(label, exact=True).first.wait_for(timeout=60_000)
+                if asset != "drive_report":
+                    _wait(f"{asset} pictures", lambda: _inline_pictures(page, out_url), 60, every_s=1)
+                seen[asset] = _inline_pictures(page, out_url)
+            finally:
+                page.screenshot(path=str(ARTIFACTS / f"{asset}.png"), full_page=True)
         assert any("timeline.png" in p["src"] for p in seen["raw_bags"]), seen["raw_bags"]
         assert any("/previews/" in p["src"] for p in seen["extracted_frames"]), seen["extracted_frames"]
         assert all(p["w"] <= 1024 for pics in seen.values() for p in pics)

@@ -72,5 +72,6 @@ def test_sensor_targets_the_whole_chain() -> None:
         "extracted_frames",
         "object_labels",
         "lane_labels",
+        "drive_report",
     }
     assert defs.resolve_sensor_def("drive_discovery_sensor").job_name == "process_drive"

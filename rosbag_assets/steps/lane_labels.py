@@ -131,7 +131,7 @@ def run_lane_labels(
         "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
         "lanes_uri": report.uri_value(staging.uri("lanes.parquet")),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
-        "preview": report.md(preview.markdown_image(sheet, f"{drive} lanes")),
+        "preview": report.picture(sheet, f"{drive} lanes", staging.key("preview.jpg")),
         "frames_version": report.text(version.version),
     }
     metadata.update(report.publication(staging.uri(), rejected))

@@ -181,7 +181,7 @@ def run_object_labels(
         "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
         "labels_uri": report.uri_value(staging.uri("labels.parquet")),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
-        "preview": report.md(preview.markdown_image(sheet, f"{drive} object labels")),
+        "preview": report.picture(sheet, f"{drive} object labels", staging.key("preview.jpg")),
         "frames_version": report.text(version.version),
     }
     if detector.fallback_reason:

@@ -25,9 +25,15 @@ $(DAGSTER_HOME)/dagster.yaml:
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m rosbag_assets.demo --root var/demo --weights '$(WEIGHTS)'
 
+# The output root is also served on 127.0.0.1:$(OUTPUT_PORT) so previews show in place in the UI.
+OUTPUT_PORT ?= 3001
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	out=$${ROSBAG_ASSETS_OUTPUT_ROOT:-$(CURDIR)/var/demo/output}; mkdir -p "$$out"; \
+	$(PY) -m http.server --bind 127.0.0.1 --directory "$$out" $(OUTPUT_PORT) >/dev/null 2>&1 & server=$$!; \
+	trap 'kill $$server' EXIT; \
 	ROSBAG_ASSETS_LANDING_ROOT=$${ROSBAG_ASSETS_LANDING_ROOT:-$(CURDIR)/var/demo/landing} \
-	ROSBAG_ASSETS_OUTPUT_ROOT=$${ROSBAG_ASSETS_OUTPUT_ROOT:-$(CURDIR)/var/demo/output} \
+	ROSBAG_ASSETS_OUTPUT_ROOT="$$out" \
+	ROSBAG_ASSETS_OUTPUT_URL=$${ROSBAG_ASSETS_OUTPUT_URL:-http://127.0.0.1:$(OUTPUT_PORT)} \
 	ROSBAG_ASSETS_ALLOW_FALLBACK=$${ROSBAG_ASSETS_ALLOW_FALLBACK:-1} \
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $${PORT:-3000} -w workspace.yaml
 

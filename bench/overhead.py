@@ -1,14 +1,24 @@
 """Orchestration: per-partition overhead of materializing ``raw_bags`` locally versus calling the job directly.
 
-``.venv/bin/python -m bench.overhead [--repeats 3]`` prints the result row as JSON.
+Two yardsticks: ``dg.materialize`` inside this process (what tests do), and the `dagster asset materialize`
+command (what a run worker does under ``dagster dev``: a fresh process that loads the code location, runs the
+steps with the code location's executor, each step a Pipes subprocess), for one step (raw_bags) and two
+(raw_bags + extracted_frames). Wall time and CPU time (this process's children) are reported: CPU seconds are
+what a busy machine cannot hide.
+
+``.venv/bin/python -m bench.overhead [--repeats 3] [--cli-only]`` prints the result row as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -98,13 +108,87 @@ def bench_overhead(work: Path, repeats: int = 3) -> dict[str, Any]:
     return row
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall s, CPU s of the command and everything it waited for)."""
+    cpu0, t0 = _children_cpu_s(), time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - t0, _children_cpu_s() - cpu0
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return wall, cpu
+
+
+def bench_cli(work: Path, repeats: int = 1) -> dict[str, Any]:
+    """`dagster asset materialize` of one step and of two, against the step functions run in one process.
+
+    ``cli_per_step_s`` = (two steps - one step) - the direct time of the second step: what one more step costs
+    in orchestration; ``cli_run_s`` = one step - its direct time: the fixed cost of a run.
+    """
+    landing, out, home = work / "landing", work / "out", work / "home"
+    make_tiny_drive(landing / DRIVE)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "ROSBAG_ASSETS_LANDING_ROOT": str(landing),
+        "ROSBAG_ASSETS_OUTPUT_ROOT": str(out),
+        "PYTHONWARNINGS": "ignore",
+    }
+    add = "import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions('drives', ['tiny'])"
+    subprocess.run([sys.executable, "-c", add], env=env, check=True)
+    step = (
+        "import sys, time, json; from rosbag_assets.steps.entrypoint import run_step; t = time.perf_counter(); "
+        f"run_step(dict(step=sys.argv[1], drive='{DRIVE}', source='{landing / DRIVE}', output='{out}')); "
+        "print(time.perf_counter() - t)"
+    )
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    row: dict[str, Any] = {"repeats": repeats}
+    samples: dict[str, list[tuple[float, float]]] = {"direct_raw_bags": [], "direct_extracted_frames": []}
+    for selection in ("raw_bags", "raw_bags,extracted_frames"):
+        samples[selection] = []
+    for _ in range(repeats):
+        for name in ("raw_bags", "extracted_frames"):
+            done = subprocess.run([sys.executable, "-c", step, name], env=env, capture_output=True, text=True)
+            samples[f"direct_{name}"].append((float(done.stdout.strip().splitlines()[-1]), 0.0))
+        for selection in ("raw_bags", "raw_bags,extracted_frames"):
+            cmd = [dagster, "asset", "materialize", "-m", "rosbag_assets.defs.definitions"]
+            samples[selection].append(_timed([*cmd, "--select", selection, "--partition", DRIVE], env))
+    med = {
+        k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+        for k, v in samples.items()
+    }
+    row["cli_1_step_wall_s"], row["cli_1_step_cpu_s"] = med["raw_bags"]
+    row["cli_2_steps_wall_s"], row["cli_2_steps_cpu_s"] = med["raw_bags,extracted_frames"]
+    row["direct_raw_bags_s"], row["direct_extracted_frames_s"] = (
+        med["direct_raw_bags"][0],
+        med["direct_extracted_frames"][0],
+    )
+    row["cli_run_s"] = row["cli_1_step_wall_s"] - row["direct_raw_bags_s"]
+    row["cli_per_step_s"] = (
+        row["cli_2_steps_wall_s"] - row["cli_1_step_wall_s"] - row["direct_extracted_frames_s"]
+    )
+    row["cli_per_step_cpu_s"] = row["cli_2_steps_cpu_s"] - row["cli_1_step_cpu_s"]
+    row = {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}
+    shutil.rmtree(work, ignore_errors=True)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cli-only", action="store_true", help="only the `dagster asset materialize` rows")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rosbag_bench_orch/overhead"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    print(json.dumps(bench_overhead(args.work, args.repeats), indent=2))
+    row = {} if args.cli_only else bench_overhead(args.work, args.repeats)
+    row.update(bench_cli(args.work / "cli", max(1, args.repeats // 2)))
+    print(json.dumps(row, indent=2))
 
 
 if __name__ == "__main__":

@@ -229,13 +229,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n## detection (same ONNX file, same frames, decode + letterbox on both sides)")
         print_table([results["detect"]], list(results["detect"]))
     if "scan" not in skip:
-        from bench.overhead import bench_overhead
+        from bench.overhead import bench_cli, bench_overhead
         from bench.scan import bench_scan
 
         results["scan"] = bench_scan(work, args.drives)
         print("\n## orchestration: discovery sensor ticks")
         print_table([results["scan"]], list(results["scan"]))
         results["overhead"] = bench_overhead(work, args.repeat)
+        results["overhead"].update(bench_cli(work / "cli", 1))
         print("\n## orchestration: per-partition overhead of a local materialization")
         print_table([results["overhead"]], list(results["overhead"]))
     (work / "results.json").write_text(json.dumps(results, indent=2))

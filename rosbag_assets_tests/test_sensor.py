@@ -73,5 +73,6 @@ def test_sensor_targets_the_whole_chain() -> None:
         "object_labels",
         "lane_labels",
         "anonymized_frames",
+        "drive_report",
     }
     assert defs.resolve_sensor_def("drive_discovery_sensor").job_name == "process_drive"

@@ -29,6 +29,7 @@ class LocalCompute(ComputeTarget):
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment for subprocess jobs.")
 
     def run_step(self, context: dg.AssetExecutionContext, asset: str, params: dict[str, Any]) -> RunOutput:
+        params = {**params, "target": f"local-{self.mode}"}  # reported as the step's `target` metadata
         if self.mode == "in_process":
             return result_to_dagster(run_step(params, log=ContextLog(context)))
         client = dg.PipesSubprocessClient(env=dict(self.env) or None)

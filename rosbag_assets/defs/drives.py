@@ -4,7 +4,7 @@ import dagster as dg
 
 from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.partitions import drives
-from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check, run_step
+from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check, described, run_step
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.steps.extracted_frames import ExtractedFramesOptions
 
@@ -21,7 +21,11 @@ class ExtractedFramesConfig(dg.Config, ExtractedFramesOptions):
     check_specs=[
         check("all_bags_readable", "raw_bags", "Every bag opens and its index reads", blocking=False)
     ],
-    description="Inventory of every bag in the drive: format, bytes, time span, topics with types and counts.",
+    **described(
+        "Inventory of every bag in the drive: format, bytes, time span, topics with types and counts, and a "
+        "timeline of message rates per topic read from the bags' indexes.",
+        "Using it",
+    ),
 )
 def raw_bags(context: dg.AssetExecutionContext, storage: DriveStorage, compute: ComputeTargets):
     return run_step(context, storage, compute)
@@ -30,7 +34,7 @@ def raw_bags(context: dg.AssetExecutionContext, storage: DriveStorage, compute: 
 @dg.asset(
     partitions_def=drives,
     group_name=DRIVES_GROUP,
-    kinds={"ros", "image", "parquet"},
+    kinds={"ros", "opencv", "parquet"},
     deps=[raw_bags],
     retry_policy=RETRY,
     check_specs=[
@@ -41,7 +45,11 @@ def raw_bags(context: dg.AssetExecutionContext, storage: DriveStorage, compute: 
         ),
         check("no_extraction_errors", "extracted_frames", "No bag or topic failed to decode", blocking=False),
     ],
-    description="Camera frames from one streaming pass over each bag, in tar shards with a Parquet index.",
+    **described(
+        "Camera frames from one streaming pass over each bag, in tar shards with a Parquet index; a contact "
+        "sheet per camera topic.",
+        "Asset configuration (Launchpad / run config)",
+    ),
 )
 def extracted_frames(
     context: dg.AssetExecutionContext,

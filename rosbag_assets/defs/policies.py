@@ -1,5 +1,9 @@
-"""What every drive asset shares: its retry policy, its group and how its checks are declared."""
+"""What every drive asset shares: its retry policy, its group, how its checks and descriptions are declared."""
 
+import os
+import re
+import warnings
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -26,3 +30,41 @@ def run_step(
     options = config.model_dump(exclude_none=True) if config is not None else None
     params = storage.step_params(step, drive, context.run.run_id, options)
     return compute.for_asset(step).run(context, params)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS_URL_ENV = "ROSBAG_ASSETS_DOCS_URL"  # e.g. the README's address in the repository's web view
+
+
+def _anchor(section: str) -> str:
+    """The GitHub/GitLab heading anchor of a README section."""
+    return re.sub(r"[^\w\- ]", "", section.lower()).replace(" ", "-")
+
+
+def _heading_line(section: str) -> int | None:
+    try:
+        lines = README.read_text().splitlines()
+    except OSError:  # an installed package without its README
+        return None
+    return next((i + 1 for i, line in enumerate(lines) if line.lstrip("#").strip() == section), None)
+
+
+def described(text: str, section: str) -> dict[str, Any]:
+    """``description`` and ``metadata`` of an asset whose docs are the README section `section`.
+
+    The description names the section and links to it when ``ROSBAG_ASSETS_DOCS_URL`` says where the README
+    is served; the README's heading line is also a code reference, which the UI lists under the asset's
+    definition and opens in the local editor.
+    """
+    base = os.environ.get(DOCS_URL_ENV, "").strip()
+    where = f"[README: {section}]({base}#{_anchor(section)})" if base else f"README.md, section “{section}”"
+    metadata: dict[str, Any] = {}
+    line = _heading_line(section)
+    if line:
+        with warnings.catch_warnings():  # code references are "beta" in Dagster 1.13
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            reference = dg.LocalFileCodeReference(
+                file_path=str(README), line_number=line, label=f"README: {section}"
+            )
+            metadata["dagster/code_references"] = dg.CodeReferencesMetadataValue(code_references=[reference])
+    return {"description": f"{text}\n\nDocs: {where}.", "metadata": metadata}

@@ -28,6 +28,10 @@ class DriveStorage(dg.ConfigurableResource):
     s3_endpoint_url: str | None = Field(
         default=None, description="S3-compatible endpoint (MinIO, moto, VPC)."
     )
+    output_url: str | None = Field(
+        default=None,
+        description="http(s) address under which output_root is served; previews then show inline in the UI.",
+    )
 
     def storage(self, uri: str) -> Storage:
         return storage_from_uri(uri, endpoint_url=self.s3_endpoint_url)
@@ -62,6 +66,8 @@ class DriveStorage(dg.ConfigurableResource):
             "run_id": run_id,
             "options": options or {},
         }
+        if self.output_url:
+            params["output_url"] = self.output_url
         if step in ("raw_bags", "extracted_frames"):
             params["source"] = self.drive_uri(drive)
         return params

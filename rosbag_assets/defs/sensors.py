@@ -7,6 +7,7 @@ import dagster as dg
 from rosbag_assets.defs.jobs import process_drive
 from rosbag_assets.defs.partitions import drives
 from rosbag_assets.defs.resources import DriveStorage
+from rosbag_assets.defs.up_to_date import up_to_date
 from rosbag_assets.io.drives import scan_drive, scan_landing_root
 
 
@@ -41,6 +42,9 @@ def drive_discovery_sensor(context: dg.SensorEvaluationContext, storage: DriveSt
             f"folder {name!r} is not a valid drive name (letters, digits, '.', '_', '-'); skipped"
         )
     existing = set(context.instance.get_dynamic_partitions(drives.name))
+    # skip drives whose latest raw_bags already saw these bags, whoever materialized them (UI, backfill)
+    changed = {name: fp for name, fp in found.items() if seen.get(name) != fp}
+    done = up_to_date(context.instance, {n: fp for n, fp in changed.items() if n in existing})
     new_partitions = sorted(set(found) - existing)
     run_requests = [
         dg.RunRequest(
@@ -51,8 +55,8 @@ def drive_discovery_sensor(context: dg.SensorEvaluationContext, storage: DriveSt
                 "rosbag_assets/reason": "new drive" if name not in seen else "bags changed",
             },
         )
-        for name, fingerprint in sorted(found.items())
-        if seen.get(name) != fingerprint
+        for name, fingerprint in sorted(changed.items())
+        if name not in done
     ]
     if run_requests:
         context.log.info(f"requesting runs for {len(run_requests)} new or changed drives")

@@ -109,6 +109,7 @@ class BagRef:
     format: str
     files: list[FileInfo] = field(default_factory=list)
     has_metadata: bool = False
+    root: str = ""  # the prefix of `files` keys that is not part of the drive (e.g. "drive1/" in a listing)
 
     @property
     def bytes(self) -> int:
@@ -120,9 +121,12 @@ class BagRef:
         return re.sub(r"[^A-Za-z0-9._-]+", "_", self.name.strip("/")) or "bag"
 
     def fingerprint(self) -> str:
+        """A change token of the bag's files, keyed by their path inside the drive, so the same bag
+        fingerprints the same whether it was listed from the landing root or from the drive itself."""
         h = hashlib.sha256()
         for f in sorted(self.files, key=lambda f: f.key):
-            h.update(f"{f.key}\0{f.size}\0{f.token}\n".encode())
+            key = f.key[len(self.root) :] if self.root and f.key.startswith(self.root) else f.key
+            h.update(f"{key}\0{f.size}\0{f.token}\n".encode())
         return h.hexdigest()[:16]
 
 
@@ -130,7 +134,8 @@ def find_bags(
     files: Iterable[FileInfo], drive_prefix: str = ""
 ) -> tuple[list[BagRef], list[tuple[str, str]]]:
     """Group a drive's files into bags. Returns (bags, [(file, reason) for files that are not bags])."""
-    strip = len(drive_prefix.strip("/")) + 1 if drive_prefix.strip("/") else 0
+    root = f"{drive_prefix.strip('/')}/" if drive_prefix.strip("/") else ""
+    strip = len(root)
     rel_files = [(f.key[strip:], f) for f in files]
     metadata_dirs = {
         str(PurePosixPath(rel).parent) for rel, _ in rel_files if PurePosixPath(rel).name == "metadata.yaml"
@@ -148,7 +153,7 @@ def find_bags(
             if bag is None:
                 fmt = ROS2_MCAP
                 bag = folder_bags[owner] = BagRef(
-                    f"{owner}/" if owner != "." else "./", fmt, has_metadata=True
+                    f"{owner}/" if owner != "." else "./", fmt, has_metadata=True, root=root
                 )
                 bags.append(bag)
             bag.files.append(info)
@@ -156,9 +161,9 @@ def find_bags(
                 bag.format = _STORAGE_SUFFIX[path.suffix]
             continue
         if path.suffix == ".bag":
-            bags.append(BagRef(rel, ROS1, [info]))
+            bags.append(BagRef(rel, ROS1, [info], root=root))
         elif path.suffix in _STORAGE_SUFFIX:
-            bags.append(BagRef(rel, _STORAGE_SUFFIX[path.suffix], [info]))
+            bags.append(BagRef(rel, _STORAGE_SUFFIX[path.suffix], [info], root=root))
         elif path.name.endswith(".bag.active"):
             skipped.append(
                 (rel, "an unfinished ROS1 recording (.bag.active); reindex it with `rosbag reindex`")
@@ -175,7 +180,10 @@ def _ancestors(path: PurePosixPath) -> list[str]:
 
 
 def drive_fingerprint(bags: Iterable[BagRef]) -> str:
-    """A change token for the whole drive: changes when any bag is added, removed or rewritten."""
+    """A change token for the whole drive: changes when any bag is added, removed or rewritten.
+
+    The one definition used by the discovery sensor (run tag ``rosbag_assets/drive_fingerprint``) and by
+    `raw_bags` (metadata ``drive_fingerprint`` and data version), so they agree for the same files."""
     h = hashlib.sha256()
     for bag in sorted(bags, key=lambda b: b.name):
         h.update(f"{bag.name}\0{bag.fingerprint()}\n".encode())

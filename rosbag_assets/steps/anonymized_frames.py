@@ -237,7 +237,7 @@ def run_anonymized_frames(
         "index": report.uri_value(staging.uri("index.parquet")),
         "regions_uri": report.uri_value(staging.uri("regions.parquet")),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
-        "preview": report.md(preview.markdown_image(sheet, f"{drive} anonymized frames")),
+        "preview": report.picture(sheet, f"{drive} anonymized frames", staging.key("preview.jpg")),
         "frames_version": report.text(version.version),
         "object_labels_version": report.text(labels_version.version),
         "options": report.json_value(opts.model_dump()),

@@ -25,15 +25,31 @@ from typing import Any
 from rosbag_assets.io.drives import validate_drive_name
 from rosbag_assets.io.storage import storage_from_uri
 from rosbag_assets.steps import fanout, report
-from rosbag_assets.steps.runtime import configure_runtime
+from rosbag_assets.steps.runtime import configure_runtime, where_running
 
-DRIVE_STEPS = ("raw_bags", "extracted_frames", "object_labels", "lane_labels", "anonymized_frames")
+DRIVE_STEPS = (
+    "raw_bags",
+    "extracted_frames",
+    "object_labels",
+    "lane_labels",
+    "anonymized_frames",
+    "drive_report",
+)
 STEPS = (*DRIVE_STEPS, "training_dataset")
 
 
 def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> report.StepResult:
-    """Run one step, named after its asset, with plain parameters (no Dagster involved)."""
+    """Run one step, named after its asset, with plain parameters (no Dagster involved); its metadata
+    says where it ran (``target``)."""
+    result = _run_step(params, log)
+    result.metadata.setdefault("target", report.text(where_running(params.get("target"))))
+    return result
+
+
+def _run_step(params: Mapping[str, Any], log: report.StepLog | None) -> report.StepResult:
     configure_runtime()
+    if params.get("output_url"):  # where the output root is served over HTTP: pictures show inline
+        os.environ[report.OUTPUT_URL_ENV] = params["output_url"]
     step = params.get("step")
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; expected one of {STEPS}")
@@ -73,6 +89,10 @@ def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> re
         from rosbag_assets.steps.anonymized_frames import run_anonymized_frames
 
         return run_anonymized_frames(**common)
+    if step == "drive_report":
+        from rosbag_assets.steps.drive_report import run_drive_report
+
+        return run_drive_report(**common)
     from rosbag_assets.steps.lane_labels import run_lane_labels
 
     return run_lane_labels(**common)

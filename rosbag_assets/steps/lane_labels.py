@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
+from rosbag_assets.steps.progress import Progress, topic_totals
 from rosbag_assets.vision import preview
 from rosbag_assets.vision.drivable import draw_road, encode_mask
 from rosbag_assets.vision.lanes import get_lane_backend
@@ -76,6 +77,7 @@ def run_lane_labels(
     t_detect = time.perf_counter()
     frames_with_lanes = 0
     n = 0
+    progress = Progress(log, f"lane_labels {drive}", topic_totals(chosen))
     for batch in frames.iter_batches(output, version, chosen, opts.batch_size, opts.workers):
         images = [img for _, img in batch]
         if hasattr(backend, "detect_batch"):
@@ -83,6 +85,7 @@ def run_lane_labels(
         else:
             results = [(backend.detect(img), None, None) for img in images]
         for (row, img), (lanes, drivable, fraction) in zip(batch, results, strict=True):
+            progress.update(row["topic"])
             h, w = img.shape[:2]
             ref = {
                 "drive": drive,
@@ -116,6 +119,7 @@ def run_lane_labels(
                     caption += f" drivable={fraction:.0%}"
                 tiles.append(preview.caption(annotated, caption))
             n += 1
+    progress.close()
     detect_s = time.perf_counter() - t_detect
 
     lanes_df = pd.DataFrame(rows, columns=LANE_COLUMNS)
@@ -140,16 +144,16 @@ def run_lane_labels(
         "lanes_per_side": report.table(
             [{"side": k, "count": int(v)} for k, v in sides.items()], [("side", "string"), ("count", "int")]
         ),
-        "mean_score": report.number(float(lanes_df["score"].mean()) if len(lanes_df) else 0.0),
+        "mean_score": report.number(float(lanes_df["score"].mean()) if len(lanes_df) else 0.0, digits=3),
         "model": report.text(backend.name),
-        "frames_per_s": report.number(len(chosen) / detect_s if detect_s else 0.0),
-        "elapsed_s": report.number(time.perf_counter() - t0),
+        "frames_per_s": report.number(len(chosen) / detect_s if detect_s else 0.0, digits=1),
+        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
         "lanes_uri": report.uri_value(staging.uri("lanes.parquet")),
         "mean_drivable_fraction": report.number(
             float(sum(r["drivable_fraction"] for r in road_rows) / len(road_rows)) if road_rows else 0.0
         ),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
-        "preview": report.md(preview.markdown_image(sheet, f"{drive} lanes and drivable area")),
+        "preview": report.picture(sheet, f"{drive} lanes and drivable area", staging.key("preview.jpg")),
         "frames_version": report.text(version.version),
     }
     metadata.update(report.publication(staging.uri(), rejected))

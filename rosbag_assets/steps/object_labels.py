@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
+from rosbag_assets.steps.progress import Progress, topic_totals
 from rosbag_assets.steps.road_context import PLACEMENT_COLUMNS, load_road
 from rosbag_assets.vision import preview
 from rosbag_assets.vision.detection import DetectorConfig, load_detector
@@ -122,9 +123,11 @@ def run_object_labels(
     rng = random.Random(0)
     t_detect = time.perf_counter()
     seen = 0
+    progress = Progress(log, f"object_labels {drive}", topic_totals(chosen))
     for batch in frames.iter_batches(output, version, chosen, config.batch_size, opts.workers):
         results = detector.detect_batch([img for _, img in batch])
         for (row, img), dets in zip(batch, results, strict=True):
+            progress.update(row["topic"])
             h, w = img.shape[:2]
             frame_rows = [_label_row(drive, row, w, h, d, detector) for d in dets]
             if road is not None:
@@ -143,6 +146,7 @@ def run_object_labels(
                     sample.append((row, tile))
                 else:
                     sample[rng.randrange(PREVIEW_TILES)] = (row, tile)
+    progress.close()
     detect_s = time.perf_counter() - t_detect
 
     labels = pd.DataFrame(rows, columns=LABEL_COLUMNS)
@@ -185,11 +189,12 @@ def run_object_labels(
         "weights_sha256": report.text(detector.weights_sha256 or ""),
         "device": report.text(getattr(detector, "device", "cpu")),
         "runtime": report.text(getattr(detector, "runtime", "opencv")),
-        "frames_per_s": report.number(len(chosen) / detect_s if detect_s else 0.0),
-        "elapsed_s": report.number(time.perf_counter() - t0),
+        "model_file_run": report.text(getattr(detector, "ran", detector.weights_uri)),
+        "frames_per_s": report.number(len(chosen) / detect_s if detect_s else 0.0, digits=1),
+        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
         "labels_uri": report.uri_value(staging.uri("labels.parquet")),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
-        "preview": report.md(preview.markdown_image(sheet, f"{drive} object labels")),
+        "preview": report.picture(sheet, f"{drive} object labels", staging.key("preview.jpg")),
         "frames_version": report.text(version.version),
         "placed_on_road": report.text(
             f"by {road.model}: {int(labels['in_ego_lane'].eq(True).sum())} boxes in the ego lane"

@@ -10,10 +10,13 @@ from typing import Any
 import pandas as pd
 
 from rosbag_assets.io import publish
+from rosbag_assets.io.bag_index import bin_width_ns, message_times, rate_rows
 from rosbag_assets.io.bags import EMPTY_START, BagReadError, bag_uri, describe_error, open_bag
 from rosbag_assets.io.drives import BagRef, drive_fingerprint, find_bags
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
+from rosbag_assets.vision.preview import png_bytes
+from rosbag_assets.vision.timeline import draw_timeline
 
 IMAGE_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}
 
@@ -27,6 +30,7 @@ class BagReport:
     end_ns: int | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    rates: list[dict[str, Any]] = field(default_factory=list)  # binned message counts per topic
 
     @property
     def message_count(self) -> int:
@@ -46,6 +50,7 @@ def inspect_bag(storage: Storage, bag: BagRef) -> BagReport:
             bag_report.topics = {t: (v[0], v[1]) for t, v in sorted(per_topic.items())}
             if reader.message_count and reader.start_time != EMPTY_START:
                 bag_report.start_ns, bag_report.end_ns = int(reader.start_time), int(reader.end_time)
+                bag_report.rates = _rates(reader, bag_report)
     except BagReadError as exc:
         bag_report.error = str(exc)
         return bag_report
@@ -58,6 +63,19 @@ def inspect_bag(storage: Storage, bag: BagRef) -> BagReport:
         if count == 0:
             bag_report.warnings.append(f"{bag_report.uri}: topic {topic} ({msgtype}) has no messages")
     return bag_report
+
+
+def _rates(reader: Any, rep: BagReport) -> list[dict[str, Any]]:
+    """Message counts over time per topic, from the bag's index; a bag whose index cannot give them is
+    still inventoried (with a warning), only missing from the timeline."""
+    try:
+        times = message_times(reader)
+        return rate_rows(rep.bag.name, times, bin_width_ns(rep.start_ns or 0, rep.end_ns or 0))
+    except Exception as exc:
+        rep.warnings.append(
+            f"{rep.uri}: message times unreadable, not in the timeline ({describe_error(exc)})"
+        )
+        return []
 
 
 def bag_rows(drive: str, reports: list[BagReport]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -110,6 +128,7 @@ BAG_COLUMNS = [
     "error",
 ]
 TOPIC_COLUMNS = ["drive", "bag", "topic", "msgtype", "count"]
+RATE_COLUMNS = ["bag", "topic", "start_ns", "bin_ns", "count"]
 
 
 def run_raw_bags(
@@ -144,6 +163,10 @@ def run_raw_bags(
     staging = publish.begin(output, join_key(drive, "raw_bags"), run_id)
     staging.write_parquet("bags.parquet", pd.DataFrame(bag_table, columns=BAG_COLUMNS))
     staging.write_parquet("topics.parquet", pd.DataFrame(topic_table, columns=TOPIC_COLUMNS))
+    rates = [row for rep in reports for row in rep.rates]
+    staging.write_parquet("rates.parquet", pd.DataFrame(rates, columns=RATE_COLUMNS))
+    timeline = png_bytes(draw_timeline(bag_table, rates))
+    staging.write_bytes("timeline.png", timeline)
     fingerprint = drive_fingerprint(bags)
     readable = [rep for rep in reports if rep.error is None]
     manifest = {
@@ -175,10 +198,13 @@ def run_raw_bags(
         "skipped_files": report.integer(len(skipped)),
         "bytes": report.integer(sum(rep.bag.bytes for rep in reports)),
         "messages": report.integer(sum(rep.message_count for rep in reports)),
-        "duration_s": report.number(sum((row["duration_s"] or 0.0) for row in bag_table)),
+        "duration_s": report.number(sum((row["duration_s"] or 0.0) for row in bag_table), digits=2),
         "source": report.uri_value(source.root_uri),
         "inventory": report.uri_value(uri),
         "drive_fingerprint": report.text(fingerprint),
+        "timeline": report.picture(
+            timeline, f"{drive} topics over time", staging.key("timeline.png"), "image/png"
+        ),
         "bag_table": report.table(
             bag_table,
             [
@@ -196,7 +222,7 @@ def run_raw_bags(
             [{"topic": t, "msgtype": v[0], "count": v[1]} for t, v in sorted(topics_summary.items())],
             [("topic", "string"), ("msgtype", "string"), ("count", "int")],
         ),
-        "elapsed_s": report.number(time.perf_counter() - t0),
+        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
     }
     problems = [rep.error for rep in reports if rep.error] + [f"{n}: {why}" for n, why in skipped]
     if problems:

@@ -7,10 +7,13 @@ Pipes metadata types ("int", "float", "text", "md", "url", "path", "json", "tabl
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote
 
 MetadataValue = dict[str, Any]
 
@@ -35,16 +38,19 @@ def json_value(value: Any) -> MetadataValue:
     return {"raw_value": value, "type": "json"}
 
 
+def boolean(value: bool) -> MetadataValue:
+    """A yes/no entry (Pipes' JSON type takes only objects and lists: a bare bool there breaks the run)."""
+    return {"raw_value": bool(value), "type": "bool"}
+
+
 def integer(value: int) -> MetadataValue:
     return {"raw_value": int(value), "type": "int"}
 
 
-def boolean(value: bool) -> MetadataValue:
-    return {"raw_value": bool(value), "type": "bool"}
-
-
-def number(value: float) -> MetadataValue:
-    return {"raw_value": float(value), "type": "float"}
+def number(value: float, digits: int | None = None) -> MetadataValue:
+    """A float, rounded to `digits` decimals when given: seconds and rates to what a person reads (0.83 s,
+    not 0.8312749)."""
+    return {"raw_value": float(value) if digits is None else round(float(value), digits), "type": "float"}
 
 
 def uri_value(value: str) -> MetadataValue:
@@ -52,9 +58,37 @@ def uri_value(value: str) -> MetadataValue:
     return url(value) if "://" in value else path(value)
 
 
+OUTPUT_URL_ENV = "ROSBAG_ASSETS_OUTPUT_URL"
+
+
+def output_url(key: str) -> str | None:
+    """The http(s) address of an output key when the output root is served over HTTP, else None.
+
+    ``ROSBAG_ASSETS_OUTPUT_URL`` is the address under which the output root is served (a static file server
+    beside ``make dev``, an S3 website or CDN in production).
+    """
+    base = os.environ.get(OUTPUT_URL_ENV, "").strip()
+    return f"{base.rstrip('/')}/{quote(key)}" if base else None
+
+
+def picture(data: bytes, alt: str, key: str | None = None, mime: str = "image/jpeg") -> MetadataValue:
+    """A picture in the asset's metadata.
+
+    The Dagster UI renders a markdown value in place only when it is shorter than 1,000 characters, and
+    behind a "[Show Markdown]" button otherwise. So when the stored file (`key`, relative to the output
+    root) has an http(s) address (`output_url`), the value is a short link to it and shows inline; without
+    one the picture is embedded as a data URI and opens from that button.
+    """
+    url = output_url(key) if key else None
+    if url:
+        return md(f"![{alt}]({url})")
+    return md(f"![{alt}](data:{mime};base64,{base64.b64encode(data).decode()})")
+
+
 def table(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> MetadataValue:
-    """A table the Dagster UI renders. `columns` are (name, type) with type in string/int/float/bool."""
-    cast = {"int": int, "float": float, "bool": bool, "string": str}
+    """A table the Dagster UI renders. `columns` are (name, type) with type in string/int/float/bool;
+    floats are rounded to 3 decimals."""
+    cast = {"int": int, "float": lambda v: round(float(v), 3), "bool": bool, "string": str}
     rows = [
         {name: (None if r.get(name) is None else cast[typ](r[name])) for name, typ in columns}
         for r in records

@@ -81,3 +81,19 @@ def configure_runtime() -> None:
     configure_threads()
     configure_ultralytics()
     tune_allocator()
+
+
+def where_running(requested: str | None = None) -> str:
+    """Which compute target runs this process: what the launcher said, else what the environment shows."""
+    import socket
+
+    host = socket.gethostname()
+    if requested:
+        return f"{requested} on {host}"
+    if os.environ.get("AWS_BATCH_JOB_ID"):
+        return f"aws-batch job {os.environ['AWS_BATCH_JOB_ID']}"
+    if os.environ.get("TRAINING_JOB_NAME") or Path("/opt/ml/config/processingjobconfig.json").exists():
+        return f"sagemaker job {os.environ.get('TRAINING_JOB_NAME') or host}"
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return f"kubernetes pod {host}"
+    return f"local on {host}"

@@ -160,7 +160,10 @@ class YoloDetector:
         self.weights_uri = weights_uri or str(weights_path)
         self.weights_sha256: str | None = sha256_file(Path(weights_path))
         self.fallback_reason: str | None = None
-        self.runtime = "onnxruntime" if (run_path or weights_path).suffix == ".onnx" else "ultralytics"
+        self.runtime = runtime_of(Path(run_path or weights_path))
+        self.ran = str(
+            run_path or weights_path
+        )  # the file that actually runs (e.g. the ONNX export of a .pt)
         self.model = YOLO(str(run_path or weights_path), task="detect")
         self._precision_kwargs = _precision_kwargs(self.half)
         self.names: dict[int, str] = dict(self.model.names)
@@ -216,6 +219,17 @@ def _use_all_cpu_threads() -> None:
         torch.set_num_threads(wanted)
 
 
+_RUNTIMES = {".onnx": "onnxruntime", ".pt": "torch", ".torchscript": "torch", ".tflite": "tflite",
+             ".engine": "tensorrt", ".mlpackage": "coreml", ".xml": "openvino"}  # fmt: skip
+
+
+def runtime_of(path: Path) -> str:
+    """The inference runtime Ultralytics uses for a weights file, by its format."""
+    if path.name.endswith("_openvino_model"):
+        return "openvino"
+    return _RUNTIMES.get(path.suffix, f"ultralytics ({path.suffix or path.name})")
+
+
 class HogPeopleDetector:
     """OpenCV's built-in HOG + linear-SVM pedestrian detector (Dalal-Triggs); needs no download.
 
@@ -228,6 +242,7 @@ class HogPeopleDetector:
 
     model_name = HOG_MODEL_NAME
     weights_uri = "opencv://HOGDescriptor_getDefaultPeopleDetector"
+    runtime, device, ran = "opencv", "cpu", weights_uri
 
     def __init__(self, config: DetectorConfig | None = None, *, fallback_reason: str | None = None) -> None:
         self.config = config or DetectorConfig()

@@ -25,6 +25,7 @@ from rosbag_assets.io.storage import Storage
 from rosbag_assets.steps import report
 from rosbag_assets.steps.extracted_frames.options import COMPRESSED, IMAGE, ExtractedFramesOptions
 from rosbag_assets.steps.extracted_frames.wire import parse_image_message
+from rosbag_assets.steps.progress import Progress
 from rosbag_assets.vision import images
 
 
@@ -153,6 +154,8 @@ def extract_bag(
             last_kept: dict[str, int] = {}
             used_names: Counter[str] = Counter()
             messages = mapped_messages(conns) or reader.messages(connections=conns)
+            progress = Progress(log, f"extracting {uri}", out.topics_seen)  # every ~5 s: done/total, ETA
+            messages = progress.iterate(messages, key=lambda item: item[0].topic)
             for conn, log_time, rawdata in messages:
                 if conn.topic in failed_topics:
                     continue

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rosbag_assets.io import publish
 from rosbag_assets.io.drives import BagRef
 from rosbag_assets.io.storage import FileInfo
 from rosbag_assets.steps import report
-from rosbag_assets.steps.extracted_frames.bag import BagExtraction
+from rosbag_assets.steps.extracted_frames.bag import BagExtraction, topic_slug
 from rosbag_assets.steps.extracted_frames.options import INDEX_COLUMNS, ExtractedFramesOptions
+
+PREVIEW_TILES = 6
 
 
 def _part_key(bag: BagRef) -> str:
@@ -126,6 +130,7 @@ def commit_extracted_frames(
             metadata={"errors": report.json_value(errors)},
         ),
     ]
+    previews = topic_previews(staging, index, drive, log)
     manifest = {"drive": drive, "frames": len(index), "options": opts.model_dump(), "errors": errors}
     rejected = report.blocking_failures(checks)
     uri = staging.commit(manifest, rejected)
@@ -155,12 +160,44 @@ def commit_extracted_frames(
         "options": report.json_value(opts.model_dump()),
     }
     if elapsed_s is not None:
-        metadata["elapsed_s"] = report.number(elapsed_s)
-        metadata["frames_per_s"] = report.number(len(index) / elapsed_s if elapsed_s else 0.0)
+        metadata["elapsed_s"] = report.number(elapsed_s, digits=2)
+        metadata["frames_per_s"] = report.number(len(index) / elapsed_s if elapsed_s else 0.0, digits=1)
+    metadata.update(previews)
     if errors:
         metadata["problems"] = report.md("\n".join(f"- {e}" for e in errors))
     metadata.update(report.publication(uri, rejected))
     return report.StepResult(metadata=metadata, checks=checks, data_version=_index_version(index))
+
+
+def topic_previews(
+    staging: publish.Draft,
+    index: pd.DataFrame,
+    drive: str,
+    log: report.StepLog,
+    per_topic: int = PREVIEW_TILES,
+) -> dict[str, report.MetadataValue]:
+    """A contact sheet per camera topic (frames spread evenly over the drive), stored as
+    ``previews/<topic>.jpg`` and returned as metadata pictures ``preview <topic>``. A frame that cannot be
+    decoded is left out of its sheet with a warning; it never fails the step."""
+    from rosbag_assets.io.frames import read_frame_bytes
+    from rosbag_assets.vision import preview
+
+    out = {}
+    for topic, rows in index.groupby("topic", sort=True):
+        picks = np.unique(np.linspace(0, len(rows) - 1, min(per_topic, len(rows))).round().astype(int))
+        tiles = []
+        for row in rows.iloc[picks].to_dict("records"):
+            try:
+                img = preview.thumbnail(read_frame_bytes(staging.storage, staging, row))
+            except Exception as exc:
+                log.warning(f"preview of {topic}: frame {row['frame_key']} not shown ({exc})")
+                continue
+            stamp = time.strftime("%H:%M:%S", time.gmtime(row["stamp_ns"] / 1e9))
+            tiles.append(preview.caption(img, f"{stamp} {row['width']}x{row['height']} {row['encoding']}"))
+        sheet = preview.jpeg_bytes(preview.contact_sheet(tiles))
+        key = staging.write_bytes(f"previews/{topic_slug(topic)}.jpg", sheet)
+        out[f"preview {topic}"] = report.picture(sheet, f"{drive} {topic}", key)
+    return out
 
 
 def _index_version(index: pd.DataFrame) -> str:

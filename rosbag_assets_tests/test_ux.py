@@ -1,0 +1,227 @@
+"""What a person sees: progress lines, the topic timeline, previews, the drive report, honest metadata, and
+the discovery sensor leaving alone drives that are already up to date."""
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import dagster as dg
+import numpy as np
+import pytest
+from conftest import ROS2_BAGS, shared
+
+from rosbag_assets.compute import ComputeTargets, LocalCompute
+from rosbag_assets.defs.definitions import defs
+from rosbag_assets.defs.drives import raw_bags
+from rosbag_assets.defs.partitions import drives
+from rosbag_assets.defs.resources import DriveStorage
+from rosbag_assets.defs.sensors import drive_discovery_sensor
+from rosbag_assets.io import publish
+from rosbag_assets.io.bag_index import _connection_times, message_times
+from rosbag_assets.io.bags import open_bag
+from rosbag_assets.io.drives import find_bags, scan_landing_root
+from rosbag_assets.io.storage import LocalStorage
+from rosbag_assets.steps import progress, report
+from rosbag_assets.steps.entrypoint import run_step
+from rosbag_assets.vision.timeline import _segments, draw_timeline
+
+
+class Log:
+    def __init__(self) -> None:
+        self.infos: list[str] = []
+        self.warnings: list[str] = []
+
+    def info(self, msg: str) -> None:
+        self.infos.append(msg)
+
+    def warning(self, msg: str) -> None:
+        self.warnings.append(msg)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_reports_at_a_steady_cadence_with_totals_rate_and_eta() -> None:
+    log, clock = Log(), Clock()
+    bar = progress.Progress(log, "bag.bag", {"/a": 100, "/b": 100}, clock=clock, stream=io.StringIO())
+    for i in range(150):  # 10 items per second for 15 s: three 5-second reports, not 150
+        clock.now = i / 10
+        bar.update("/a" if i % 2 else "/b")
+    assert len(log.infos) == 2  # at 5.0 s and 10.0 s; the 15 s mark is not reached within 150 items
+    clock.now = 15.0
+    bar.update("/a")
+    assert len(log.infos) == 3
+    line = log.infos[-1]
+    assert line.startswith("bag.bag: 151/200 frames (76%), 10.1 frames/s, ETA 5s")
+    assert "/a 76/100" in line and "/b 75/100" in line
+
+
+def test_progress_draws_a_bar_only_on_a_terminal() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    plain, tty = io.StringIO(), Tty()
+    for stream in (plain, tty):
+        with progress.Progress(Log(), "labelling", 3, stream=stream) as bar:
+            for _ in bar.iterate(range(3)):
+                pass
+    assert plain.getvalue() == ""
+    assert "labelling" in tty.getvalue()
+
+
+def test_extraction_logs_progress_per_topic(
+    small_sample_landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress, "REPORT_EVERY_S", 0.0)  # every message, so a 1-second drive reports
+    log, out = Log(), LocalStorage(tmp_path)
+    source = LocalStorage(small_sample_landing / "sample")
+    run_raw_bags_step(source, out)
+    from rosbag_assets.steps.extracted_frames import run_extracted_frames
+
+    run_extracted_frames(drive="sample", source=source, output=out, log=log)
+    lines = [m for m in log.infos if m.startswith("extracting ")]
+    assert lines, log.infos
+    assert any("/camera/front/image_raw 10/10" in m and "20/20 frames (100%)" in m for m in lines), lines[-3:]
+
+
+def run_raw_bags_step(source: LocalStorage, out: LocalStorage, drive: str = "sample") -> report.StepResult:
+    return run_step({"step": "raw_bags", "drive": drive, "source": source.root_uri, "output": out.root_uri})
+
+
+def test_message_times_come_from_the_indexes(small_sample_landing: Path) -> None:
+    """ROS1 index, MCAP message indexes and sqlite3 timestamps give exactly the messages' times."""
+    storages = [LocalStorage(small_sample_landing / "sample"), LocalStorage(shared("bags", "ros2"))]
+    formats = set()
+    for storage in storages:
+        bags, _ = find_bags(storage.list_files(""))
+        for bag in bags:
+            with open_bag(storage, bag) as reader:
+                assert all(_connection_times(c) is not None for c in reader.connections), bag.name
+                times = message_times(reader)
+                expected: dict[str, list[int]] = {}
+                for conn, stamp, _ in reader.messages():
+                    expected.setdefault(conn.topic, []).append(stamp)
+                assert set(times) == set(expected)
+                for topic, values in expected.items():
+                    assert np.array_equal(times[topic], np.sort(values)), (bag.name, topic)
+                formats.add(bag.format)
+    assert formats == {"ros1", "ros2-mcap", "ros2-sqlite3"}
+    assert ROS2_BAGS.exists()
+
+
+def test_timeline_shows_each_topic_and_cuts_long_gaps() -> None:
+    second = 1_000_000_000
+    bags = [{"bag": "a.bag", "start_ns": 0, "end_ns": 10 * second}]
+    rates = [
+        {"bag": "a.bag", "topic": t, "start_ns": i * second, "bin_ns": second, "count": n}
+        for t, n in (("/cam", 10), ("/gps", 1))
+        for i in range(10)
+    ]
+    img = draw_timeline(bags, rates)
+    assert img.shape[1] == 960 and img.dtype == np.uint8
+    assert draw_timeline(bags, rates[:10]).shape[0] < img.shape[0]  # one row per topic
+    # two recordings a year apart: two segments, each wide enough to see
+    segments = _segments(
+        [(0, 10 * second), (365 * 86400 * second, 365 * 86400 * second + 60 * second)], 0, 600
+    )
+    assert len(segments) == 2 and all(xe - xs >= 30 for _, _, xs, xe in segments)
+    assert len(_segments([(0, 10 * second), (11 * second, 20 * second)], 0, 600)) == 1
+
+
+def test_raw_bags_timeline_picture_and_the_sensor_fingerprint_agree(
+    small_sample_landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = LocalStorage(tmp_path / "out")
+    monkeypatch.delenv(report.OUTPUT_URL_ENV, raising=False)
+    res = run_raw_bags_step(LocalStorage(small_sample_landing / "sample"), out)
+    fingerprints, _ = scan_landing_root(LocalStorage(small_sample_landing))
+    assert res.metadata["drive_fingerprint"]["raw_value"] == fingerprints["sample"] == res.data_version
+    version, _ = publish.require_current(out, "sample/raw_bags")
+    rates = version.read_parquet("rates.parquet")
+    assert rates.groupby("topic")["count"].sum().to_dict() == {
+        "/camera/front/image_raw": 20,
+        "/camera/side/image_raw/compressed": 20,
+        "/imu/data": 20,
+        "/vehicle/speed": 20,
+    }
+    png = cv2.imdecode(np.frombuffer(out.read_bytes(version.key("timeline.png")), np.uint8), cv2.IMREAD_COLOR)
+    assert png.shape[1] <= 1024
+    embedded = res.metadata["timeline"]["raw_value"]
+    assert embedded.startswith("![sample topics over time](data:image/png;base64,")
+    # with an http address for the output root the picture is a short link, which the UI shows in place
+    monkeypatch.setenv(report.OUTPUT_URL_ENV, "http://127.0.0.1:8000/out/")
+    linked = report.picture(b"png", "timeline", version.key("timeline.png"), "image/png")["raw_value"]
+    assert linked == f"![timeline](http://127.0.0.1:8000/out/{version.key('timeline.png')})"
+    assert len(linked) < 1000
+    assert res.metadata["elapsed_s"]["raw_value"] == round(res.metadata["elapsed_s"]["raw_value"], 2)
+    assert res.metadata["target"]["raw_value"].startswith("local on ")
+
+
+def tick(instance: dg.DagsterInstance, storage: DriveStorage, cursor: str | None) -> dg.SensorResult:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"storage": storage})
+    result = drive_discovery_sensor(context)
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def test_sensor_skips_a_drive_materialized_outside_the_sensor(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    (landing / "drive-a").mkdir(parents=True)
+    shutil.copy(shared("bags", "ros1", "get_images_tiny.bag"), landing / "drive-a" / "a.bag")
+    storage = DriveStorage(landing_root=str(landing), output_root=str(tmp_path / "out"))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(drives.name, ["drive-a"])
+    result = dg.materialize(
+        [raw_bags],
+        partition_key="drive-a",
+        instance=instance,
+        resources={"storage": storage, "compute": ComputeTargets(local=LocalCompute(mode="in_process"))},
+    )
+    assert result.success
+    first = tick(instance, storage, None)  # a fresh cursor: the sensor has never seen this drive
+    assert first.run_requests == []
+    shutil.copy(shared("bags", "ros1", "duckietown_sim_compressed.bag"), landing / "drive-a" / "b.bag")
+    second = tick(instance, storage, first.cursor)
+    assert [r.partition_key for r in second.run_requests] == ["drive-a"]
+
+
+def test_drive_report_is_published_and_says_what_is_missing(
+    small_sample_landing: Path, tmp_path: Path
+) -> None:
+    out = LocalStorage(tmp_path / "out")
+    source = LocalStorage(small_sample_landing / "sample")
+    run_raw_bags_step(source, out)
+    base = {"drive": "sample", "output": out.root_uri, "source": source.root_uri}
+    run_step({**base, "step": "extracted_frames"})
+    run_step({**base, "step": "lane_labels"})
+    log = Log()
+    res = run_step({**base, "step": "drive_report"}, log=log)
+    page = (tmp_path / "out" / "sample" / "report" / "index.html").read_text()
+    manifest = json.loads((tmp_path / "out" / "sample" / "report" / "CURRENT.json").read_text())
+    assert (tmp_path / "out" / "sample" / "report" / "versions" / manifest["version"] / "index.html").exists()
+    assert res.metadata["report"]["raw_value"].endswith("sample/report/index.html")
+    assert manifest["missing"] == ["object_labels"]
+    assert any("object_labels is not published yet" in w for w in log.warnings)
+    assert page.count("<img") == 1 + 2 * 6  # the timeline and six frames of each camera topic
+    assert "/camera/front/image_raw" in page and "Lanes" in page and "not published yet" in page
+
+
+def test_definitions_describe_and_wire_the_report() -> None:
+    job = defs.resolve_job_def("process_drive")
+    keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert "drive_report" in keys
+    assert job.executor_def.name == "multiprocess"
+    assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "in_process"
+    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    for name in ("raw_bags", "extracted_frames", "object_labels", "lane_labels", "drive_report"):
+        assert "Docs: README" in (specs[name].description or ""), name
+    assert "ultralytics" in specs["object_labels"].kinds

@@ -377,3 +377,21 @@ def test_a_drive_of_several_bags_reads_back_as_one_table_per_topic(tmp_path: Pat
     assert meta["rows"]["raw_value"] == 2 * 1344 + 26
     assert meta["skipped_messages"]["raw_value"] == 1173
     assert len(meta["per_table"]["raw_value"]["records"]) == 6
+
+
+def test_fieldless_messages_and_topics_that_share_a_folder_name(tmp_path: Path) -> None:
+    t = typestore_for("ros1").types
+    bag = write_bag(
+        tmp_path / "e.bag",
+        "ros1",
+        {
+            "/ping": [(1, t["std_msgs/msg/Empty"]()), (2, t["std_msgs/msg/Empty"]())],
+            "ping": [(3, t["std_msgs/msg/String"](data="relative"))],
+        },
+    )
+    summary = write_topic_tables([bag], tmp_path / "out")
+    paths = {t.topic: t.path.relative_to(tmp_path / "out").as_posix() for t in summary.tables}
+    assert paths == {"/ping": "ping/e.parquet", "ping": "ping@2/e.parquet"}
+    empty = pq.read_table(tmp_path / "out" / "ping" / "e.parquet")
+    assert empty.column_names == ["log_time_ns"] and empty["log_time_ns"].to_pylist() == [1, 2]
+    assert pq.read_table(tmp_path / "out" / "ping@2" / "e.parquet")["data"].to_pylist() == ["relative"]

@@ -7,12 +7,14 @@ summarised and released as they arrive, so a held row group never carries the bl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from rosbags.typesys.store import Typestore
 
+from rosbag_assets.steps.topic_tables import fastpath
 from rosbag_assets.steps.topic_tables.columns import Kind, to_arrow
 from rosbag_assets.steps.topic_tables.options import TopicTablesOptions
 from rosbag_assets.steps.topic_tables.plan import POINTCLOUD2, TablePlan
@@ -23,7 +25,16 @@ _PC2_FLOATS = {7: "f4", 8: "f8"}  # sensor_msgs/PointField FLOAT32, FLOAT64
 class TopicBuffer:
     """The not yet written rows of one topic table."""
 
-    def __init__(self, plan: TablePlan, options: TopicTablesOptions, schema: pa.Schema) -> None:
+    def __init__(
+        self,
+        plan: TablePlan,
+        options: TopicTablesOptions,
+        schema: pa.Schema,
+        deserialize: Callable[[bytes], Any] | None = None,
+        fast: tuple[Typestore, bool] | None = None,
+    ) -> None:
+        """`deserialize` and `fast` (the typestore, whether the bag is CDR) enable holding raw messages and
+        decoding whole row groups by their fixed layout (see `fastpath`)."""
         self.plan = plan
         self.schema = schema
         self.getter = plan.getter
@@ -34,6 +45,12 @@ class TopicBuffer:
         self.summary = options.binary == "summary" and bool(plan.summary_fields)
         self.pointcloud = self.summary and plan.msgtype == POINTCLOUD2
         self.nulled = 0  # values over the limit written as null, over the whole topic
+        self.deserialize = deserialize
+        self.fast = fast
+        # raw mode: hold serialised messages, decode at flush (by layout, else one by one)
+        self.raw_mode = bool(fast and deserialize and not self.police and fastpath.eligible(plan))
+        self.layout: fastpath.Layout | None = None
+        self.fast_rows = 0  # rows decoded by layout, over the whole topic
         self._reset()
 
     def _reset(self) -> None:
@@ -44,6 +61,15 @@ class TopicBuffer:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def add_raw(self, index: int, log_time: int, raw: bytes) -> int:
+        """Hold one serialised message (raw mode); returns its size."""
+        items = self.items
+        items.append((index, log_time, raw))
+        size = len(raw)
+        self.nbytes += size
+        self.full = len(items) >= self.max_rows or self.nbytes >= self.max_bytes
+        return size
 
     def add(self, index: int, log_time: int, msg: Any, raw_size: int) -> int:
         """Take one deserialised message; returns the bytes now held for it.
@@ -85,14 +111,47 @@ class TopicBuffer:
         return tuple(values), summary, freed
 
     def take(self) -> tuple[pa.RecordBatch, list[tuple[int, str]]]:
-        """The held rows as a record batch, and (message index, reason) of rows that could not be converted.
+        """The held rows as a record batch, and (message index, reason) of messages that were skipped.
 
         A row that Arrow rejects (a value out of its column's range, say) costs only that row: the batch is
-        rebuilt row by row to find it.
+        rebuilt row by row to find it. In raw mode a message rosbags cannot deserialise costs only itself.
         """
         items, summaries = self.items, self.summaries
         self._reset()
+        if self.raw_mode:
+            return self._take_raw(items)
         indexes, times, rows = zip(*items, strict=True) if items else ((), (), ())
+        return self._convert(indexes, times, rows, summaries)
+
+    def _take_raw(self, items: list[tuple[int, int, Any]]) -> tuple[pa.RecordBatch, list[tuple[int, str]]]:
+        assert self.deserialize is not None and self.fast is not None
+        _, times, raws = zip(*items, strict=True) if items else ((), (), ())
+        arrays = self.layout.decode(self.plan, raws) if self.layout is not None and raws else None
+        if arrays is None and raws:  # the first batch, or one whose strings changed length: lay out anew
+            try:
+                store, cdr = self.fast
+                self.layout = fastpath.build_layout(store, self.plan, raws[0], self.deserialize(raws[0]), cdr)
+            except Exception:
+                self.layout = None
+            arrays = self.layout.decode(self.plan, raws) if self.layout is not None else None
+        if arrays is not None:
+            self.fast_rows += len(raws)
+            return self._record_batch(times, arrays, []), []
+        kept_indexes, kept_times, rows, failures = [], [], [], []
+        for index, log_time, raw in items:
+            try:
+                rows.append(self.getter(self.deserialize(raw)))
+            except Exception as exc:  # any message that cannot be read costs itself only
+                failures.append((index, f"{type(exc).__name__}: {exc}"))
+                continue
+            kept_indexes.append(index)
+            kept_times.append(log_time)
+        batch, more = self._convert(kept_indexes, kept_times, rows, [])
+        return batch, failures + more
+
+    def _convert(
+        self, indexes: Sequence[int], times: Sequence[int], rows: Sequence[tuple], summaries: Sequence[list]
+    ) -> tuple[pa.RecordBatch, list[tuple[int, str]]]:
         try:
             return self._batch(times, rows, summaries), []
         except (pa.ArrowException, ValueError, TypeError, OverflowError):
@@ -111,20 +170,27 @@ class TopicBuffer:
     def _batch(
         self, times: Sequence[int], rows: Sequence[tuple], summaries: Sequence[list]
     ) -> pa.RecordBatch:
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in self.plan.columns]
+        arrays = [to_arrow(col, columns[i]) for i, col in enumerate(self.plan.columns)]
+        return self._record_batch(times, arrays, summaries)
+
+    def _record_batch(
+        self, times: Sequence[int], arrays: list[pa.Array], summaries: Sequence[list]
+    ) -> pa.RecordBatch:
+        """log_time_ns, header_stamp_ns, the plan's columns, the summary columns."""
         plan = self.plan
-        columns = list(zip(*rows, strict=True)) if rows else [() for _ in plan.columns]
-        arrays = [pa.array(times, pa.int64())]
+        out = [pa.array(times, pa.int64())]
         if plan.header_idx is not None:
-            sec, nsec = (np.array(columns[i], dtype=np.int64) for i in plan.header_idx)
-            arrays.append(pa.array(sec * 1_000_000_000 + nsec, pa.int64()))
-        arrays += [to_arrow(col, columns[i]) for i, col in enumerate(plan.columns)]
+            sec, nsec = (arrays[i].to_numpy(zero_copy_only=False).astype(np.int64) for i in plan.header_idx)
+            out.append(pa.array(sec * 1_000_000_000 + nsec, pa.int64()))
+        out += arrays
         if plan.summary_fields:
             if self.summary:
                 stats = list(zip(*summaries, strict=True)) if summaries else [() for _ in plan.summary_fields]
             else:
-                stats = [(None,) * len(rows) for _ in plan.summary_fields]
-            arrays += [pa.array(v, f.type) for v, f in zip(stats, plan.summary_fields, strict=True)]
-        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+                stats = [(None,) * len(times) for _ in plan.summary_fields]
+            out += [pa.array(v, f.type) for v, f in zip(stats, plan.summary_fields, strict=True)]
+        return pa.RecordBatch.from_arrays(out, schema=self.schema)
 
 
 def _finite_min_max(value: np.ndarray) -> list[float | None]:

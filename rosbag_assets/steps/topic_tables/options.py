@@ -19,6 +19,8 @@ class TopicTablesOptions(BaseModel):
     ``summary`` stores null there and adds ``<field>:len`` (and ``:min``/``:max`` for numeric arrays,
     ``data:points`` and ``data:x_min``..``data:z_max`` for PointCloud2) columns filled for every row,
     ``drop`` stores null. Smaller values are always kept, so a topic's schema never depends on its data.
+    The policy applies to a message's own fields (nested ones included), not to arrays inside arrays of
+    messages (``list<struct>`` columns are kept whole).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -37,6 +39,10 @@ class TopicTablesOptions(BaseModel):
         256 * MiB, ge=1, description="flush the fullest topic once all topics of a bag hold this much"
     )
     compression: Literal["zstd", "snappy", "lz4", "gzip", "none"] = "zstd"
+    fast_path: bool = Field(
+        True,
+        description="decode row groups of fixed-layout topics straight from the bytes (off: all via rosbags)",
+    )
     msgdefs: dict[str, str] = Field(
         default_factory=dict,
         description="message type -> .msg (or .idl) text, for types a bag carries no definition of",

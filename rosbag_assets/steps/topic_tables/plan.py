@@ -41,6 +41,7 @@ _SCALARS: dict[str, pa.DataType] = {
     "wstring": pa.string(),
     "wchar": pa.string(),
 }
+_EMPTY_PLACEHOLDER = "structure_needs_at_least_one_member"
 _BLOB_ELEMENTS = {"uint8", "byte", "char"}
 _STRINGS = {"string", "wstring", "wchar"}
 
@@ -107,6 +108,11 @@ def _fields(store: Typestore, msgtype: str) -> list[tuple[str, tuple]]:
         raise UnsupportedFieldError(f"message type {msgtype} is not defined") from None
 
 
+def _data_fields(store: Typestore, msgtype: str) -> list[tuple[str, tuple]]:
+    """The fields that carry data: not the placeholder IDL gives an empty message (std_msgs/Empty)."""
+    return [f for f in _fields(store, msgtype) if f[0] != _EMPTY_PLACEHOLDER]
+
+
 def _field_type(store: Typestore, msgtype: str, name: str) -> str | None:
     for fname, (node, desc) in _fields(store, msgtype):
         if fname == name and node == Nodetype.NAME:
@@ -117,7 +123,7 @@ def _field_type(store: Typestore, msgtype: str, name: str) -> str | None:
 def _flatten(store: Typestore, msgtype: str, prefix: str) -> list[Column]:
     """Top-level columns: nested messages flattened into dotted names."""
     out: list[Column] = []
-    for fname, (node, desc) in _fields(store, msgtype):
+    for fname, (node, desc) in _data_fields(store, msgtype):
         if node == Nodetype.NAME:
             out += _flatten(store, desc, f"{prefix}{fname}.")
         else:
@@ -161,7 +167,8 @@ def _column(store: Typestore, msgtype: str, name: str, node: Any, desc: Any) -> 
 
 def _children(store: Typestore, msgtype: str) -> tuple[Column, ...]:
     """Columns of the fields of a message nested inside an array (kept as a struct, not flattened)."""
-    cols = (_column(store, msgtype, fname, node, desc) for fname, (node, desc) in _fields(store, msgtype))
+    fields = _data_fields(store, msgtype)
+    cols = (_column(store, msgtype, fname, node, desc) for fname, (node, desc) in fields)
     return tuple(c for c in cols if c is not None)
 
 

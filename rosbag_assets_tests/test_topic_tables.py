@@ -395,3 +395,67 @@ def test_fieldless_messages_and_topics_that_share_a_folder_name(tmp_path: Path) 
     empty = pq.read_table(tmp_path / "out" / "ping" / "e.parquet")
     assert empty.column_names == ["log_time_ns"] and empty["log_time_ns"].to_pylist() == [1, 2]
     assert pq.read_table(tmp_path / "out" / "ping@2" / "e.parquet")["data"].to_pylist() == ["relative"]
+
+
+def _tables(out: Path) -> dict[str, pa.Table]:
+    return {p.relative_to(out).as_posix(): pq.read_table(p) for p in sorted(out.rglob("*.parquet"))}
+
+
+def test_fast_path_writes_exactly_what_rosbags_reads(tmp_path: Path) -> None:
+    bags = _all_real_bags()
+    store = _custom_store("mcap")
+    custom = write_bag(
+        tmp_path / "custom",
+        "mcap",
+        {"/det": [(i, _detection(store, "mcap", 4)) for i in range(5)]},
+        typestore=store,
+    )
+    options = {"msgdefs": {"turtlesim/msg/Pose": TURTLE_POSE_MSG, "turtlesim/msg/Color": TURTLE_COLOR_MSG}}
+    fast = write_topic_tables([*bags, custom], tmp_path / "fast", TopicTablesOptions(**options))
+    slow = write_topic_tables(
+        [*bags, custom], tmp_path / "slow", TopicTablesOptions(fast_path=False, **options)
+    )
+    assert sum(t.fast_rows for t in slow.tables) == 0
+    fast_rows = {(t.bag, t.topic): t.fast_rows for t in fast.tables}
+    assert fast_rows[("rosbagjs_example", "/turtle1/pose")] == 1344
+    assert fast_rows[("turtlesim_no_metadata", "/turtle1/pose")] == 1173  # CDR
+    assert fast_rows[("tiny_svo", "/imu/data")] == 35  # a header with a string
+    assert fast_rows[("rosbagjs_example", "/tf")] == 0  # arrays of messages go through rosbags
+    assert fast_rows[("custom", "/det")] == 0
+    a, b = _tables(tmp_path / "fast"), _tables(tmp_path / "slow")
+    assert a.keys() == b.keys() and len(a) > 40
+    for name in a:
+        assert a[name].equals(b[name]), name
+
+
+def test_fast_path_falls_back_when_the_layout_changes(tmp_path: Path) -> None:
+    store = typestore_for("mcap")
+    t = store.types
+    cov = np.arange(9, dtype=np.float64)
+
+    def imu(i: int, frame: str):
+        v = t["geometry_msgs/msg/Vector3"](x=float(i), y=-1.5, z=2.0**i)
+        q = t["geometry_msgs/msg/Quaternion"](x=float(i), y=0.0, z=0.0, w=1.0)
+        return t[IMU](make_header("mcap", 10 + i, frame), q, cov, v, cov, v, cov)
+
+    frames = ["imu"] * 4 + ["imu_left"] * 3 + ["imu"] * 5 + ["abc"] * 4 + ["big"] * 2
+    raws = [bytes(store.serialize_cdr(imu(i, f), IMU)) for i, f in enumerate(frames)]
+    raws[13] = raws[13].replace(b"abc", b"\xff\xfe\xfd")  # same size, not UTF-8: rosbags rejects it
+    raws[16] = bytes(store.serialize_cdr(imu(16, "big"), IMU, little_endian=False))
+    raws[17] = bytes(store.serialize_cdr(imu(17, "big"), IMU, little_endian=False))
+    path = tmp_path / "bag"
+    with Ros2Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/imu", IMU, typestore=store)
+        for i, raw in enumerate(raws):
+            writer.write(conn, 100 + i, raw)
+    # row groups of 4: [imu x4] fast, [imu_left x3 + imu] mixed, [imu x4] fast, [abc x4] one broken, [big x2] BE
+    (table,) = write_topic_tables([path], tmp_path / "out", TopicTablesOptions(row_group_rows=4)).tables
+    assert (table.rows, table.errors, table.first_error_index) == (17, 1, 13)
+    assert "UnicodeDecodeError" in table.first_error or "decode" in table.first_error
+    assert table.fast_rows == 4 + 4
+    out = pq.read_table(tmp_path / "out" / "imu" / "bag.parquet")
+    kept = [i for i in range(18) if i != 13]
+    assert out["header.frame_id"].to_pylist() == [frames[i] for i in kept]
+    assert out["angular_velocity.z"].to_pylist() == [2.0**i for i in kept]
+    assert out["header_stamp_ns"].to_pylist() == [10 + i for i in kept]
+    assert out["orientation_covariance"].to_pylist()[-1] == cov.tolist()  # big-endian, read by rosbags

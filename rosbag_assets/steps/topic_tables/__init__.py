@@ -2,9 +2,8 @@
 
 from rosbag_assets.steps.topic_tables.options import IMAGE_MSGTYPES, TopicTablesOptions
 from rosbag_assets.steps.topic_tables.plan import HEADER_STAMP, LOG_TIME, UnsupportedFieldError
+from rosbag_assets.steps.topic_tables.summary import TopicTable, TopicTablesSummary
 from rosbag_assets.steps.topic_tables.write import (
-    TopicTable,
-    TopicTablesSummary,
     topic_slug,
     write_bag_tables,
     write_drive_topic_tables,

@@ -15,14 +15,13 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rosbags.highlevel import AnyReader
-from rosbags.typesys import get_types_from_idl, get_types_from_msg
 from rosbags.typesys.store import Typestore
 
 from rosbag_assets.jobs import result as r
@@ -32,81 +31,10 @@ from rosbag_assets.jobs.storage import Storage
 from rosbag_assets.steps.topic_tables.batch import TopicBuffer
 from rosbag_assets.steps.topic_tables.options import TopicTablesOptions
 from rosbag_assets.steps.topic_tables.plan import TablePlan, UnsupportedFieldError, build_plan
+from rosbag_assets.steps.topic_tables.summary import TopicTable, TopicTablesSummary
+from rosbag_assets.steps.topic_tables.typestore import complete_typestore
 
 BagInput = Path | str | AnyReader | tuple[str, Path | str | AnyReader]
-
-
-@dataclass
-class TopicTable:
-    """What was written for one topic of one bag."""
-
-    bag: str
-    topic: str
-    msgtype: str
-    path: Path | None  # None when nothing could be written (type without definition)
-    messages: int = 0  # messages of the topic in the bag
-    rows: int = 0
-    bytes: int = 0
-    errors: int = 0  # messages skipped because they could not be read or converted
-    first_error_index: int | None = None  # index of the first skipped message within the topic
-    first_error: str | None = None
-    nulled: int = 0  # values over max_binary_bytes written as null (binary="summary"/"drop")
-    fast_rows: int = 0  # rows decoded straight from the bytes by their fixed layout (see fastpath)
-
-
-@dataclass
-class TopicTablesSummary:
-    """Everything one `write_topic_tables` call did."""
-
-    tables: list[TopicTable] = field(default_factory=list)
-    bag_errors: dict[str, str] = field(default_factory=dict)  # bag -> why it could not be read at all
-    seconds: float = 0.0
-
-    def rows_per_topic(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for t in self.tables:
-            out[t.topic] = out.get(t.topic, 0) + t.rows
-        return out
-
-    def errors_per_topic(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for t in self.tables:
-            out[t.topic] = out.get(t.topic, 0) + t.errors
-        return out
-
-    @property
-    def bytes(self) -> int:
-        return sum(t.bytes for t in self.tables)
-
-    def metadata(self) -> dict[str, r.MetadataValue]:
-        """Dagster-Pipes metadata: totals and a per-table table."""
-        records = [
-            {
-                "bag": t.bag,
-                "topic": t.topic,
-                "msgtype": t.msgtype,
-                "rows": t.rows,
-                "errors": t.errors,
-                "first_error_index": t.first_error_index,
-                "first_error": t.first_error,
-                "bytes": t.bytes,
-            }
-            for t in self.tables
-        ]
-        columns = [("bag", "string"), ("topic", "string"), ("msgtype", "string"), ("rows", "int")]
-        columns += [("errors", "int"), ("first_error_index", "int"), ("first_error", "string")]
-        columns += [("bytes", "int")]
-        meta = {
-            "tables": r.integer(sum(t.path is not None for t in self.tables)),
-            "topics": r.integer(len({t.topic for t in self.tables})),
-            "rows": r.integer(sum(t.rows for t in self.tables)),
-            "skipped_messages": r.integer(sum(t.errors for t in self.tables)),
-            "bytes": r.integer(self.bytes),
-            "per_table": r.table(records, columns),
-        }
-        if self.bag_errors:
-            meta["bag_errors"] = r.json_value(self.bag_errors)
-        return meta
 
 
 def topic_slug(topic: str) -> str:
@@ -194,7 +122,7 @@ def write_bag_tables(
     """One pass over an open bag: every wanted topic to ``out_dir/<slug>/<bag>.parquet``."""
     started = time.perf_counter()
     wanted = [c for c in reader.connections if options.wants(c.topic, c.msgtype)]
-    store = _typestore(reader, {c.msgtype for c in wanted}, options)
+    store = complete_typestore(reader, {c.msgtype for c in wanted}, options)
     topics: dict[tuple[str, str], _Topic] = {}
     by_conn: dict[int, _Topic] = {}
     for conn in wanted:
@@ -392,45 +320,6 @@ def _abandon(topic: _Topic) -> None:
         topic.writer = None
         if topic.tmp is not None:
             topic.tmp.unlink(missing_ok=True)
-
-
-def _typestore(reader: AnyReader, msgtypes: set[str], options: TopicTablesOptions) -> Typestore:
-    """The reader's typestore plus the types its bag carries no definition of.
-
-    AnyReader registers a bag's own definitions but ignores its default typestore once any connection has
-    one; `options.msgdefs` and then the default (ROS2 Humble) store fill what is still missing.
-    """
-    store = reader.typestore
-    missing = {t for t in msgtypes if t not in store.fielddefs}
-    if not missing:
-        return store
-    types: dict[str, Any] = {}
-    for msgtype in sorted(missing & set(options.msgdefs)):
-        text = options.msgdefs[msgtype]
-        parse = get_types_from_idl if text.lstrip().startswith("module") else get_types_from_msg
-        try:
-            types.update(parse(text, msgtype) if parse is get_types_from_msg else parse(text))
-        except Exception as exc:
-            raise BagReadError(
-                f"options.msgdefs[{msgtype!r}] does not parse ({describe_error(exc)})"
-            ) from exc
-    pending = list(missing - set(types))
-    while pending:  # the defaults for what is still missing, with their dependencies
-        msgtype = pending.pop()
-        if msgtype in types or msgtype in store.fielddefs or msgtype not in DEFAULT_TYPESTORE.fielddefs:
-            continue
-        types[msgtype] = DEFAULT_TYPESTORE.fielddefs[msgtype]
-        pending += [d for _, (node, d) in types[msgtype][1] if isinstance(d, str)]
-        pending += [d[0][1] for _, (node, d) in types[msgtype][1] if isinstance(d, tuple) and _named(d)]
-    new = {k: v for k, v in types.items() if k not in store.fielddefs}
-    if new:
-        store.register(new)
-    return store
-
-
-def _named(desc: tuple) -> bool:
-    elem = desc[0]
-    return isinstance(elem, tuple) and isinstance(elem[1], str)
 
 
 @contextmanager

@@ -5,7 +5,8 @@ topics the step writes. The step must reach half of that rate (ratio = baseline 
 Workloads: all real bags of ``shared/data/bags`` in one call, and a generated bag of Imu (200 Hz), Odometry
 (50 Hz) and TF (50 Hz) messages of about `--size-mb`, as ROS1 and as ROS2 MCAP. Best of `--repeat` runs each,
 in this process, the two sides alternating; the ratio is of CPU seconds (the machine is shared: wall time
-mostly measures the neighbours; it is printed too).
+mostly measures the neighbours; it is printed too). ``--no-fast-path`` measures the generic path alone (every
+message deserialised by rosbags and flattened), without the fixed-layout decoding of `steps.topic_tables.fastpath`.
 """
 
 from __future__ import annotations
@@ -177,8 +178,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--formats", default="ros1,mcap")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--binary", default="summary", choices=["keep", "summary", "drop"])
+    parser.add_argument(
+        "--no-fast-path", action="store_true", help="every message through rosbags (the generic path's speed)"
+    )
     args = parser.parse_args(argv)
-    options = TopicTablesOptions(binary=args.binary)
+    options = TopicTablesOptions(binary=args.binary, fast_path=not args.no_fast_path)
     results = {}
     real = sorted(p for p in REAL_BAGS.rglob("*") if p.is_file()) if REAL_BAGS.is_dir() else []
     if real:

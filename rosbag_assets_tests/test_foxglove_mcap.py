@@ -247,6 +247,11 @@ def test_png_frames_and_bad_input(tmp_path: Path) -> None:
     assert [(top, m.format, m.data) for top, _, _, m in messages] == [
         ("/cam", "png", b"\x89PNG\r\n\x1a\nrest")
     ]
+    tiff = pd.DataFrame(
+        [{"topic": "depth", "stamp_ns": T0, "format": "tiff"}, {"topic": "depth", "stamp_ns": T0 + 1}]
+    )
+    export = write_foxglove_mcap(tmp_path / "t.mcap", tiff, lambda row: b"II*\x00 a float TIFF")
+    assert export.skipped_frames == 2 and export.messages == {}
     with pytest.raises(FoxgloveExportError, match="frames: missing column"):
         write_foxglove_mcap(tmp_path / "x.mcap", frames.drop(columns="stamp_ns"), lambda row: b"")
     with pytest.raises(FoxgloveExportError, match=r"timeline: columns \['note'\] are not numeric"):

@@ -75,6 +75,7 @@ class FoxgloveExport:
     messages: dict[str, int] = field(default_factory=dict)  # channel topic -> messages
     boxes: int = 0  # object label rows drawn
     lanes: int = 0  # lane rows drawn
+    skipped_frames: int = 0  # frames neither JPEG nor PNG (float depth TIFFs), left out with their labels
     unmatched_labels: int = 0  # label rows whose frame is not among `frames` at all (labels of other frames)
     start_ns: int | None = None
     end_ns: int | None = None
@@ -186,6 +187,9 @@ def _frame_messages(
             topic = _topic(row["topic"])
             data = read_bytes(row)
             fmt = _FORMATS.get(str(row.get("format", "")).lower().lstrip(".")) or _sniff(data)
+            if fmt is None:  # e.g. a float depth TIFF: Foxglove's CompressedImage takes JPEG/PNG/WebP/AVIF
+                export.skipped_frames += 1
+                return
             image = CompressedImage(timestamp=_ts(stamp), frame_id=topic, data=bytes(data), format=fmt)
             channels.log(topic, images, image, stamp)
             key = keyer(row)
@@ -378,12 +382,12 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _sniff(data: bytes) -> str:
+def _sniff(data: bytes) -> str | None:
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return "png"
     if data[:2] == b"\xff\xd8":
         return "jpeg"
-    raise FoxgloveExportError("frame bytes are neither JPEG nor PNG and the frame row has no format")
+    return None
 
 
 def _class_color(name: str) -> tuple[float, float, float]:

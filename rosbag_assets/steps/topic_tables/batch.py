@@ -19,6 +19,7 @@ from rosbag_assets.steps.topic_tables.columns import Kind, to_arrow
 from rosbag_assets.steps.topic_tables.options import TopicTablesOptions
 from rosbag_assets.steps.topic_tables.plan import POINTCLOUD2, TablePlan
 
+FAST_MIN_ROWS = 64
 _PC2_FLOATS = {7: "f4", 8: "f8"}  # sensor_msgs/PointField FLOAT32, FLOAT64
 
 
@@ -127,7 +128,9 @@ class TopicBuffer:
         assert self.deserialize is not None and self.fast is not None
         _, times, raws = zip(*items, strict=True) if items else ((), (), ())
         arrays = self.layout.decode(self.plan, raws) if self.layout is not None and raws else None
-        if arrays is None and raws:  # the first batch, or one whose strings changed length: lay out anew
+        # lay out anew for the first batch, or one whose strings changed length; a handful of messages
+        # (a rosout burst, a short bag) is cheaper through rosbags than through a new layout
+        if arrays is None and len(raws) >= FAST_MIN_ROWS:
             try:
                 store, cdr = self.fast
                 self.layout = fastpath.build_layout(store, self.plan, raws[0], self.deserialize(raws[0]), cdr)

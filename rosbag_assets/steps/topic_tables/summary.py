@@ -31,7 +31,7 @@ class TopicTablesSummary:
     """Everything one `write_topic_tables` call did."""
 
     tables: list[TopicTable] = field(default_factory=list)
-    bag_errors: dict[str, str] = field(default_factory=dict)  # bag -> why it could not be read at all
+    bag_errors: dict[str, str] = field(default_factory=dict)  # bag -> why it could not be read (to its end)
     seconds: float = 0.0
 
     def rows_per_topic(self) -> dict[str, int]:

@@ -64,7 +64,10 @@ def write_topic_tables(
         name = _unique(name, names)
         try:
             with _reader(source) as reader:
-                summary.tables += write_bag_tables(reader, name, Path(out_dir), options, log)
+                tables, stopped = write_bag_tables(reader, name, Path(out_dir), options, log)
+            summary.tables += tables
+            if stopped:
+                summary.bag_errors[name] = stopped
         except BagReadError as exc:
             summary.bag_errors[name] = str(exc)
             log.warning(f"topic_tables: {exc}")
@@ -88,7 +91,10 @@ def write_drive_topic_tables(
     for bag in bags:
         try:
             with open_bag(storage, bag, workdir) as reader:
-                summary.tables += write_bag_tables(reader, bag.slug, Path(out_dir), options, log)
+                tables, stopped = write_bag_tables(reader, bag.slug, Path(out_dir), options, log)
+            summary.tables += tables
+            if stopped:
+                summary.bag_errors[bag.slug] = f"{bag_uri(storage, bag)}: {stopped}"
         except BagReadError as exc:
             summary.bag_errors[bag.slug] = str(exc)
             log.warning(f"topic_tables: {exc}")
@@ -118,8 +124,12 @@ class _Topic:
 
 def write_bag_tables(
     reader: AnyReader, bag: str, out_dir: Path, options: TopicTablesOptions, log: r.JobLog
-) -> list[TopicTable]:
-    """One pass over an open bag: every wanted topic to ``out_dir/<slug>/<bag>.parquet``."""
+) -> tuple[list[TopicTable], str | None]:
+    """One pass over an open bag: every wanted topic to ``out_dir/<slug>/<bag>.parquet``.
+
+    Returns the tables and, when the bag could not be read to its end, why (the tables then hold the
+    messages read before).
+    """
     started = time.perf_counter()
     wanted = [c for c in reader.connections if options.wants(c.topic, c.msgtype)]
     store = complete_typestore(reader, {c.msgtype for c in wanted}, options)
@@ -133,9 +143,10 @@ def write_bag_tables(
         by_conn[conn.id] = topics[key]
     if len(by_conn) != len(wanted):
         raise BagReadError(f"{bag}: connection ids are not unique; open each bag in its own reader")
+    stopped: str | None = None
     try:
         with _gc_paused():
-            _stream(reader, wanted, by_conn, store, options)
+            stopped = _stream(reader, wanted, by_conn, store, options)
         for topic in topics.values():
             _finish(topic, options)
     finally:
@@ -152,7 +163,9 @@ def write_bag_tables(
         f"topic_tables: {bag}: {len(tables)} topics, {sum(t.rows for t in tables)} rows "
         f"in {time.perf_counter() - started:.1f} s"
     )
-    return tables
+    if stopped:
+        log.warning(f"topic_tables: {bag}: {stopped}")
+    return tables, stopped
 
 
 def _stream(
@@ -161,12 +174,24 @@ def _stream(
     by_conn: dict[int, _Topic],
     store: Typestore,
     options: TopicTablesOptions,
-) -> None:
-    """The one pass over the bag: deserialise, hold, write row groups as they fill."""
+) -> str | None:
+    """The one pass over the bag: deserialise, hold, write row groups as they fill.
+
+    Returns why reading stopped early (a damaged chunk), or None; what was read before is still written.
+    """
     deserialize = store.deserialize_cdr if reader.is2 else store.deserialize_ros1
     topics = list(by_conn.values())
     held = 0  # bytes held by all topics' buffers
-    for conn, log_time, raw in reader.messages(connections=wanted) if wanted else ():
+    messages = iter(reader.messages(connections=wanted) if wanted else ())
+    done = 0
+    while True:
+        try:
+            conn, log_time, raw = next(messages)
+        except StopIteration:
+            return None
+        except Exception as exc:  # the reader itself failed: a damaged chunk or index
+            return f"reading stopped after {done} messages: {describe_error(exc)}"
+        done += 1
         topic = by_conn[conn.id]
         index = topic.seen
         topic.seen = index + 1

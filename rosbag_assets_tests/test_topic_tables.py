@@ -209,6 +209,7 @@ int32[] ids
 geometry_msgs/Point center
 """
 DETECTION = "my_pkg/msg/Detection"
+FLAGS_MSG = "byte flag\nchar letter\nbool ok\nint64 big\nuint64 huge\nstring name\n"
 
 
 def _custom_store(fmt: str):
@@ -406,6 +407,20 @@ def test_fast_path_writes_exactly_what_rosbags_reads(tmp_path: Path, monkeypatch
     monkeypatch.setattr(batch_module, "FAST_MIN_ROWS", 1)  # small topics too, for coverage
     names = ("rosbagjs_example.bag", "tiny_svo.bag", "ros_numpy_test.bag", "turtlesim_no_metadata.db3")
     bags = [p for p in _all_real_bags() if p.name in names]  # every format and message kind, once
+    flags_store = get_typestore(Stores.ROS1_NOETIC)
+    flags_store.register(get_types_from_msg(FLAGS_MSG, "my_pkg/msg/Flags"))
+    flags_cls = flags_store.types["my_pkg/msg/Flags"]
+    flags = [
+        (
+            i,
+            flags_cls(
+                flag=-3 + i, letter=200 + i, ok=bool(i % 2), big=-(2**62), huge=2**64 - 1 - i, name="n"
+            ),
+        )
+        for i in range(4)
+    ]
+    flags_bag = write_bag(tmp_path / "flags.bag", "ros1", {"/flags": flags}, typestore=flags_store)
+    bags.append(flags_bag)
     store = _custom_store("mcap")
     custom = write_bag(
         tmp_path / "custom",
@@ -425,6 +440,11 @@ def test_fast_path_writes_exactly_what_rosbags_reads(tmp_path: Path, monkeypatch
     assert fast_rows[("tiny_svo", "/imu/data")] == 35  # a header with a string
     assert fast_rows[("rosbagjs_example", "/tf")] == 0  # arrays of messages go through rosbags
     assert fast_rows[("custom", "/det")] == 0
+    assert fast_rows[("flags", "/flags")] == 4
+    flags_table = pq.read_table(tmp_path / "fast" / "flags" / "flags.parquet")
+    assert flags_table["flag"].to_pylist() == [-3, -2, -1, 0]  # ROS byte is signed, char unsigned
+    assert flags_table["letter"].to_pylist() == [200, 201, 202, 203]
+    assert flags_table["huge"].to_pylist() == [2**64 - 1 - i for i in range(4)]
     a, b = _tables(tmp_path / "fast"), _tables(tmp_path / "slow")
     assert a.keys() == b.keys() and len(a) > 20
     for name in a:

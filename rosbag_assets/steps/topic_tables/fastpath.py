@@ -26,7 +26,7 @@ from rosbag_assets.steps.topic_tables.plan import TablePlan
 
 _SIZES = {
     "bool": ("?", 1),
-    "byte": ("u1", 1),
+    "byte": ("i1", 1),  # as rosbags reads it
     "char": ("u1", 1),
     "int8": ("i1", 1),
     "uint8": ("u1", 1),

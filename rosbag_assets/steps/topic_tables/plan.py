@@ -24,7 +24,7 @@ HEADER_STAMP = "header_stamp_ns"
 
 _SCALARS: dict[str, pa.DataType] = {
     "bool": pa.bool_(),
-    "byte": pa.uint8(),
+    "byte": pa.int8(),  # rosbags reads ROS byte as signed, char as unsigned
     "char": pa.uint8(),
     "int8": pa.int8(),
     "uint8": pa.uint8(),

@@ -25,7 +25,7 @@ from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer as Ros2Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from rosbag_assets.jobs.bagio import DEFAULT_TYPESTORE
+from rosbag_assets.io.bags import DEFAULT_TYPESTORE
 from rosbag_assets.steps.topic_tables import TopicTablesOptions, write_topic_tables
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,9 +18,9 @@ from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer as Ros2Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from rosbag_assets.jobs.bagio import DEFAULT_TYPESTORE
-from rosbag_assets.jobs.drives import find_bags
-from rosbag_assets.jobs.storage import LocalStorage
+from rosbag_assets.io.bags import DEFAULT_TYPESTORE
+from rosbag_assets.io.drives import find_bags
+from rosbag_assets.io.storage import LocalStorage
 from rosbag_assets.steps.topic_tables import (
     IMAGE_MSGTYPES,
     TopicTablesOptions,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rosbag_assets.jobs import result as r
+from rosbag_assets.steps import report
 
 
 @dataclass
@@ -50,7 +50,7 @@ class TopicTablesSummary:
     def bytes(self) -> int:
         return sum(t.bytes for t in self.tables)
 
-    def metadata(self) -> dict[str, r.MetadataValue]:
+    def metadata(self) -> dict[str, report.MetadataValue]:
         """Dagster-Pipes metadata: totals and a per-table table."""
         records = [
             {
@@ -69,13 +69,13 @@ class TopicTablesSummary:
         columns += [("errors", "int"), ("first_error_index", "int"), ("first_error", "string")]
         columns += [("bytes", "int")]
         meta = {
-            "tables": r.integer(sum(t.path is not None for t in self.tables)),
-            "topics": r.integer(len({t.topic for t in self.tables})),
-            "rows": r.integer(sum(t.rows for t in self.tables)),
-            "skipped_messages": r.integer(sum(t.errors for t in self.tables)),
-            "bytes": r.integer(self.bytes),
-            "per_table": r.table(records, columns),
+            "tables": report.integer(sum(t.path is not None for t in self.tables)),
+            "topics": report.integer(len({t.topic for t in self.tables})),
+            "rows": report.integer(sum(t.rows for t in self.tables)),
+            "skipped_messages": report.integer(sum(t.errors for t in self.tables)),
+            "bytes": report.integer(self.bytes),
+            "per_table": report.table(records, columns),
         }
         if self.bag_errors:
-            meta["bag_errors"] = r.json_value(self.bag_errors)
+            meta["bag_errors"] = report.json_value(self.bag_errors)
         return meta

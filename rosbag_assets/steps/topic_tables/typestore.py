@@ -8,7 +8,7 @@ from rosbags.highlevel import AnyReader
 from rosbags.typesys import get_types_from_idl, get_types_from_msg
 from rosbags.typesys.store import Typestore
 
-from rosbag_assets.jobs.bagio import DEFAULT_TYPESTORE, BagReadError, describe_error
+from rosbag_assets.io.bags import DEFAULT_TYPESTORE, BagReadError, describe_error
 from rosbag_assets.steps.topic_tables.options import TopicTablesOptions
 
 

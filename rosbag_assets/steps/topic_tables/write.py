@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 from rosbags.highlevel import AnyReader
 from rosbags.typesys.store import Typestore
 
-from rosbag_assets.jobs import result as r
-from rosbag_assets.jobs.bagio import DEFAULT_TYPESTORE, BagReadError, bag_uri, describe_error, open_bag
-from rosbag_assets.jobs.drives import BagRef
-from rosbag_assets.jobs.storage import Storage
+from rosbag_assets.steps import report
+from rosbag_assets.io.bags import DEFAULT_TYPESTORE, BagReadError, bag_uri, describe_error, open_bag
+from rosbag_assets.io.drives import BagRef
+from rosbag_assets.io.storage import Storage
 from rosbag_assets.steps.topic_tables.batch import TopicBuffer
 from rosbag_assets.steps.topic_tables.options import TopicTablesOptions
 from rosbag_assets.steps.topic_tables.plan import TablePlan, UnsupportedFieldError, build_plan
@@ -47,7 +47,7 @@ def write_topic_tables(
     bags: Iterable[BagInput],
     out_dir: Path,
     options: TopicTablesOptions | None = None,
-    log: r.JobLog | None = None,
+    log: report.StepLog | None = None,
 ) -> TopicTablesSummary:
     """Write every wanted topic of each bag to ``out_dir/<topic slug>/<bag name>.parquet``.
 
@@ -55,7 +55,7 @@ def write_topic_tables(
     that cannot be opened is recorded in `bag_errors`; the others are still written.
     """
     options = options or TopicTablesOptions()
-    log = log or r.default_log()
+    log = log or report.default_log()
     summary = TopicTablesSummary()
     started = time.perf_counter()
     names: set[str] = set()
@@ -80,12 +80,12 @@ def write_drive_topic_tables(
     bags: Sequence[BagRef],
     out_dir: Path,
     options: TopicTablesOptions | None = None,
-    log: r.JobLog | None = None,
+    log: report.StepLog | None = None,
     workdir: Path | None = None,
 ) -> TopicTablesSummary:
     """`write_topic_tables` for a drive's bags in `storage`, downloading one bag at a time (named by slug)."""
     options = options or TopicTablesOptions()
-    log = log or r.default_log()
+    log = log or report.default_log()
     summary = TopicTablesSummary()
     started = time.perf_counter()
     for bag in bags:
@@ -123,7 +123,7 @@ class _Topic:
 
 
 def write_bag_tables(
-    reader: AnyReader, bag: str, out_dir: Path, options: TopicTablesOptions, log: r.JobLog
+    reader: AnyReader, bag: str, out_dir: Path, options: TopicTablesOptions, log: report.StepLog
 ) -> tuple[list[TopicTable], str | None]:
     """One pass over an open bag: every wanted topic to ``out_dir/<slug>/<bag>.parquet``.
 

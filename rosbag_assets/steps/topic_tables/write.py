@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 from rosbags.highlevel import AnyReader
 from rosbags.typesys.store import Typestore
 
-from rosbag_assets.steps import report
 from rosbag_assets.io.bags import DEFAULT_TYPESTORE, BagReadError, bag_uri, describe_error, open_bag
 from rosbag_assets.io.drives import BagRef
 from rosbag_assets.io.storage import Storage
+from rosbag_assets.steps import report
 from rosbag_assets.steps.topic_tables.batch import TopicBuffer
 from rosbag_assets.steps.topic_tables.options import TopicTablesOptions
 from rosbag_assets.steps.topic_tables.plan import TablePlan, UnsupportedFieldError, build_plan

@@ -28,7 +28,8 @@ from rosbag_assets.steps import fanout, report
 from rosbag_assets.steps.runtime import configure_runtime
 
 DRIVE_STEPS = ("raw_bags", "extracted_frames", "object_labels", "lane_labels", "anonymized_frames")
-STEPS = (*DRIVE_STEPS, "training_dataset")
+MODEL_STEPS = ("detector_model", "detector_export")
+STEPS = (*DRIVE_STEPS, "training_dataset", *MODEL_STEPS)
 
 
 def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> report.StepResult:
@@ -49,6 +50,14 @@ def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> re
         from rosbag_assets.steps.training_dataset.run import run_training_dataset
 
         return run_training_dataset(endpoint_url=endpoint, **common)
+    if step == "detector_model":
+        from rosbag_assets.steps.detector_assets import run_detector_model
+
+        return run_detector_model(**common)
+    if step == "detector_export":
+        from rosbag_assets.steps.detector_assets import run_detector_export
+
+        return run_detector_export(**common)
     common["drive"] = validate_drive_name(params["drive"])
     if step == "raw_bags":
         from rosbag_assets.steps.raw_bags import run_raw_bags

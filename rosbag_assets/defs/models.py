@@ -72,3 +72,13 @@ def detector_export(
 ):
     params = storage.step_params("detector_export", None, context.run.run_id, config.model_dump())
     return compute.for_asset("detector_export").run(context, params)
+
+
+# Dagster creates `default_automation_condition_sensor` for any automation condition but leaves it stopped
+# until someone toggles it in the UI; this one starts running, so `dagster dev` trains on each new dataset.
+models_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "models_automation_sensor",
+    target=dg.AssetSelection.groups(MODELS_GROUP),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Trains detector_model on each new training_dataset version and exports each new model.",
+)

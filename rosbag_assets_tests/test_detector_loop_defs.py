@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
 from rosbag_assets.defs.definitions import defs
 from rosbag_assets.defs.models import DetectorExportConfig, DetectorModelConfig
-from rosbag_assets.steps.detector_assets import DetectorExportStepOptions, DetectorModelStepOptions
+from rosbag_assets.steps.detector_assets import (
+    DetectorExportStepOptions,
+    DetectorModelStepOptions,
+    checkpoint_dir,
+)
 from rosbag_assets.steps.entrypoint import STEPS
 
 
@@ -44,3 +50,17 @@ def test_assets_checks_pool_and_automation() -> None:
     sensor = defs.resolve_sensor_def("models_automation_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert {"detector_model", "detector_export"} <= set(STEPS)
+
+
+def test_checkpoints_survive_only_for_the_same_dataset_version_and_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opts = DetectorModelStepOptions(epochs=3)
+    assert checkpoint_dir(opts, "v1", tmp_path) == tmp_path / "checkpoints"  # nothing survives: temp dir
+    monkeypatch.setenv("ROSBAG_ASSETS_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
+    first = checkpoint_dir(opts, "v1", tmp_path)
+    assert first.is_relative_to(tmp_path / "ckpt" / "default") and first == checkpoint_dir(
+        opts, "v1", tmp_path
+    )
+    assert checkpoint_dir(opts, "v2", tmp_path) != first
+    assert checkpoint_dir(DetectorModelStepOptions(epochs=4), "v1", tmp_path) != first

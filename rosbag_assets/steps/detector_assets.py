@@ -11,7 +11,9 @@ each export's parity on the dataset's validation images and publishes ``models/<
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, get_args
@@ -43,6 +45,7 @@ from rosbag_assets.vision.weights import default_cache_dir
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 DATASET_FILES = ("data.yaml", "images/", "labels/")  # what training reads of a published dataset
 ASSET_SCHEME = "asset"
+SAGEMAKER_CHECKPOINTS = "/opt/ml/checkpoints"
 
 
 class DetectorModelStepOptions(DetectorModelOptions):
@@ -93,6 +96,22 @@ def download_dataset(output: Storage, dataset: str, target: Path) -> tuple[Path,
     return data_yaml, manifest
 
 
+def checkpoint_dir(opts: DetectorModelStepOptions, dataset_version: str, work: Path) -> Path:
+    """Where Ultralytics keeps last.pt: under a surviving root when there is one, else the temp dir.
+
+    The root is ROSBAG_ASSETS_CHECKPOINT_DIR, else SageMaker's ``/opt/ml/checkpoints`` (synced to S3 when the
+    Training job has a CheckpointConfig), so a retried or Spot-interrupted job resumes. The subfolder is keyed
+    by dataset version and options: a job for another dataset or configuration never resumes this one's run.
+    """
+    root = os.environ.get("ROSBAG_ASSETS_CHECKPOINT_DIR") or (
+        SAGEMAKER_CHECKPOINTS if Path(SAGEMAKER_CHECKPOINTS).is_dir() else None
+    )
+    if root is None:
+        return work / "checkpoints"
+    digest = hashlib.sha256(json.dumps(opts.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+    return Path(root) / opts.dataset / f"{dataset_version}-{digest}"
+
+
 def _present_splits(data_yaml: Path) -> list[str]:
     data = yaml.safe_load(data_yaml.read_text())
     return [s for s in ("val", "test") if data.get(s)]
@@ -119,9 +138,11 @@ def run_detector_model(
                 f"dataset {opts.dataset} version {ds_manifest['version']} has no val or test split"
             )
         log.info(f"detector_model {opts.dataset}: training on dataset version {ds_manifest['version']}")
+        checkpoints = checkpoint_dir(opts, ds_manifest["version"], work)
         outcome = train_detector(
-            data_yaml, work / "out", train_opts, progress=log_progress(log), log=log, s3_client=s3_client
-        )
+            data_yaml, work / "out", train_opts, checkpoint_dir=checkpoints, progress=log_progress(log),
+            log=log, s3_client=s3_client,
+        )  # fmt: skip
         base = resolve_base_weights(train_opts, s3_client=s3_client)
         evaluation, check = evaluate_against_base(
             outcome.best_pt, base, data_yaml, work / "eval", imgsz=opts.imgsz, batch=max(opts.batch, 1),

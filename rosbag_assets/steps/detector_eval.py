@@ -216,23 +216,28 @@ def evaluate_against_base(
     device: str | None = None,
     tolerance: float = 0.01,
     seed: int = 0,
+    splits: Sequence[str] = ("val", "test"),
 ) -> tuple[dict[str, Any], report.CheckOutcome]:
-    """Evaluate fine-tuned and base on val and test; return ``({"fine_tuned": .., "base": ..}, check)``."""
+    """Evaluate fine-tuned and base on `splits`; return ``({"fine_tuned": .., "base": ..}, check)``.
+
+    The check compares the last split (test by default: the one training never selected on).
+    """
     base_pt = base_model_for_dataset(
         base_weights, data_yaml, Path(work_dir) / "base_for_dataset.pt", seed=seed
     )
-    kwargs = {"imgsz": imgsz, "batch": batch, "device": device}
+    kwargs = {"imgsz": imgsz, "batch": batch, "device": device, "splits": tuple(splits)}
     report = {
         "fine_tuned": evaluate_detector(fine_tuned_weights, data_yaml, **kwargs),
         "base": evaluate_detector(base_pt, data_yaml, **kwargs),
     }
-    return report, compare_to_base(report["fine_tuned"], report["base"], tolerance=tolerance)
+    check = compare_to_base(report["fine_tuned"], report["base"], split=splits[-1], tolerance=tolerance)
+    return report, check
 
 
-def split_metadata(report: dict[str, Any], prefix: str = "") -> dict[str, report.MetadataValue]:
+def split_metadata(evaluation: dict[str, Any], prefix: str = "") -> dict[str, report.MetadataValue]:
     """Flat Dagster metadata (``val_mAP50`` ...) plus a per-class table per split."""
     meta: dict[str, report.MetadataValue] = {}
-    for split, numbers in report.items():
+    for split, numbers in evaluation.items():
         for key in SUMMARY_KEYS:
             meta[f"{prefix}{split}_{key.replace('-', '_')}"] = report.number(numbers[key])
         meta[f"{prefix}{split}_per_class"] = report.table(

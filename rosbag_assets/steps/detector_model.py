@@ -63,25 +63,33 @@ class DetectorModelOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_weights: str = "yolo11n.pt"  # Ultralytics name, local path, s3:// or https://; or an arch .yaml
-    epochs: int = Field(50, ge=1)
-    imgsz: int = Field(640, ge=32)
-    batch: int = Field(16, ge=-1, description="-1: Ultralytics AutoBatch (CUDA only)")
-    optimizer: str = "auto"
-    lr0: float | None = Field(None, gt=0)
-    augmentation: Literal["none", "default", "strong"] = "default"
-    patience: int = Field(20, ge=1, description="stop after this many epochs without val improvement")
-    seed: int = 0
-    device: str | None = None
-    workers: int = Field(4, ge=0)
-    amp: Literal["auto", "fp16", "bf16", "fp32"] = "auto"  # see amp_arg
-    tune: bool = False
-    tune_iterations: int = Field(10, ge=1)
-    tune_epochs: int | None = Field(
-        None, ge=1, description="epochs per tuning trial; default min(epochs, 10)"
+    base_weights: str = Field(
+        "yolo11n.pt",
+        description="Starting weights: Ultralytics name, local path, s3:// or https:// URL, or an architecture "
+        ".yaml (untrained, nothing to download).",
     )
-    plots: bool = False
-    cache_dir: str | None = None  # weights cache (see weights.default_cache_dir)
+    epochs: int = Field(50, ge=1, description="Training epochs (early stopping may end sooner).")
+    imgsz: int = Field(640, ge=32, description="Training and evaluation image size (pixels, square).")
+    batch: int = Field(16, ge=-1, description="Images per batch; -1: Ultralytics AutoBatch (CUDA only).")
+    optimizer: str = Field("auto", description="Ultralytics optimizer: auto, SGD, AdamW, ...")
+    lr0: float | None = Field(None, gt=0, description="Initial learning rate (needs a non-auto optimizer).")
+    augmentation: Literal["none", "default", "strong"] = Field(
+        "default", description="Augmentation preset (AUGMENTATION_PRESETS); never vertical flips."
+    )
+    patience: int = Field(20, ge=1, description="Stop after this many epochs without val improvement.")
+    seed: int = Field(0, description="Random seed of training.")
+    device: str | None = Field(None, description="cpu, cuda:0, ...; default: the GPU when present.")
+    workers: int = Field(4, ge=0, description="Data-loader worker processes.")
+    amp: Literal["auto", "fp16", "bf16", "fp32"] = Field(
+        "auto", description="Mixed precision on CUDA: auto picks bf16 where supported (see amp_arg)."
+    )
+    tune: bool = Field(False, description="Search hyperparameters (Ultralytics tuner) before training.")
+    tune_iterations: int = Field(10, ge=1, description="Tuning trials.")
+    tune_epochs: int | None = Field(
+        None, ge=1, description="Epochs per tuning trial; default min(epochs, 10)."
+    )
+    plots: bool = Field(False, description="Let Ultralytics draw its plots (off: fonts/offline safety).")
+    cache_dir: str | None = Field(None, description="Weights cache; default: weights.default_cache_dir().")
 
     @model_validator(mode="after")
     def _lr0_needs_optimizer(self) -> DetectorModelOptions:

@@ -35,7 +35,8 @@ DRIVE_STEPS = (
     "anonymized_frames",
     "drive_report",
 )
-STEPS = (*DRIVE_STEPS, "training_dataset")
+MODEL_STEPS = ("detector_model", "detector_export")
+STEPS = (*DRIVE_STEPS, "training_dataset", *MODEL_STEPS)
 
 
 def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> report.StepResult:
@@ -65,6 +66,14 @@ def _run_step(params: Mapping[str, Any], log: report.StepLog | None) -> report.S
         from rosbag_assets.steps.training_dataset.run import run_training_dataset
 
         return run_training_dataset(endpoint_url=endpoint, **common)
+    if step == "detector_model":
+        from rosbag_assets.steps.detector_assets import run_detector_model
+
+        return run_detector_model(**common)
+    if step == "detector_export":
+        from rosbag_assets.steps.detector_assets import run_detector_export
+
+        return run_detector_export(**common)
     common["drive"] = validate_drive_name(params["drive"])
     if step == "raw_bags":
         from rosbag_assets.steps.raw_bags import run_raw_bags

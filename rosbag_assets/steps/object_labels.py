@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
+from rosbag_assets.steps.detector_assets import is_asset_spec, resolve_asset_weights
 from rosbag_assets.steps.progress import Progress, topic_totals
 from rosbag_assets.steps.road_context import PLACEMENT_COLUMNS, load_road
 from rosbag_assets.vision import preview
@@ -48,7 +50,8 @@ class ObjectLabelsOptions(BaseModel):
 
     weights: str | None = Field(
         default=None,
-        description="Ultralytics name (yolo11n.pt), local path, s3:// or https:// URL; "
+        description="Ultralytics name (yolo11n.pt), local path, s3:// or https:// URL, or 'asset' / "
+        "'asset:<dataset>' for the current detector_model (its ONNX export when current) of that dataset; "
         "default: ROSBAG_ASSETS_WEIGHTS or yolo11n.pt.",
     )
     allow_fallback: bool | None = Field(
@@ -109,10 +112,20 @@ def run_object_labels(
     log = log or report.default_log()
     opts = ObjectLabelsOptions.model_validate(dict(options or {}))
     config = opts.detector_config()
+    asset_uri = None
+    if is_asset_spec(
+        config.weights
+    ):  # the model trained on our own drives: lineage drives -> model -> labels
+        local, asset_uri = resolve_asset_weights(
+            output, config.weights, config.cache_dir and Path(config.cache_dir)
+        )
+        config = replace(config, weights=str(local))
     t0 = time.perf_counter()
     version, index = frames.committed_frames(output, drive)
     chosen = frames.select_frames(index, opts.topics, opts.max_frames)
     detector = load_detector(config, s3_client=s3_client, log=log.warning)
+    if asset_uri is not None:
+        detector.weights_uri = asset_uri
     if detector.fallback_reason:
         log.warning(f"object_labels for {drive} use {detector.model_name}: {detector.fallback_reason}")
     log.info(f"detecting with {detector.model_name} on {len(chosen)} frames of {drive}")

@@ -28,7 +28,7 @@ def published_drives(output: Storage, frames_from: str) -> list[str]:
     return [
         d
         for d in output.list_dirs("")
-        if d != "datasets"
+        if d not in ("datasets", "models")
         and publish.current(output, join_key(d, frames_from)) is not None
         and publish.current(output, join_key(d, "object_labels")) is not None
     ]

@@ -1,0 +1,213 @@
+"""Closing the loop on the sample drive: frames -> labels -> dataset -> detector_model -> export -> labels.
+
+Offline and on the CPU: the base model is the shared COCO YOLO11n (TFLite) rebuilt as a trainable .pt
+(tflite_to_pt.py), fine-tuned one epoch at a small size. The second labelling run uses ``weights: "asset"``,
+so its rows must name the model version the loop just published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import shared
+
+from rosbag_assets.demo.sample_drive import write_sample_drive
+from rosbag_assets.io import publish
+from rosbag_assets.io.storage import LocalStorage
+from rosbag_assets.steps import report
+from rosbag_assets.steps.detector_assets import (
+    export_checks,
+    export_prefix,
+    model_prefix,
+    resolve_asset_weights,
+    run_detector_model,
+)
+from rosbag_assets.steps.detector_eval import NOT_WORSE_CHECK
+from rosbag_assets.steps.detector_export import ExportOutcome
+from rosbag_assets.steps.entrypoint import run_step
+from rosbag_assets.steps.extracted_frames import run_extracted_frames
+from rosbag_assets.steps.object_labels import run_object_labels
+from rosbag_assets.steps.raw_bags import run_raw_bags
+from rosbag_assets.steps.training_dataset.run import dataset_prefix, run_training_dataset
+
+IMGSZ = 320
+
+
+class ListLog:
+    """A StepLog that keeps the lines (what Pipes would stream to the Dagster UI)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, msg: str) -> None:
+        self.lines.append(msg)
+
+    def warning(self, msg: str) -> None:
+        self.lines.append(f"WARNING {msg}")
+
+
+@dataclass
+class Loop:
+    out: LocalStorage
+    model: report.StepResult
+    model_log: list[str]
+    export: report.StepResult
+    labels: pd.DataFrame
+    cache: Path
+
+
+def _coco_pt(tflite: Path) -> Path:
+    """The COCO YOLO11n as .pt, cached by the TFLite file's hash (shared with test_detector_training)."""
+    from detector_dataset import ultralytics_asset
+    from tflite_to_pt import convert_tflite_yolo11n
+
+    digest = hashlib.sha256(tflite.read_bytes()).hexdigest()[:16]
+    cached = Path(tempfile.gettempdir()) / "rosbag_assets_tests_fixtures" / f"yolo11n_coco_{digest}.pt"
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        part = cached.with_suffix(".part.pt")
+        convert_tflite_yolo11n(tflite, part, ultralytics_asset("bus.jpg"))
+        part.replace(cached)
+    return cached
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> Loop:
+    tflite = shared("models", "yolo11n_int8.tflite")
+    tmp = tmp_path_factory.mktemp("loop")
+    drive = tmp / "landing" / "sample"
+    write_sample_drive(drive)
+    out = LocalStorage(tmp / "out")
+    cache = tmp / "cache"
+    run_raw_bags(drive="sample", source=LocalStorage(drive), output=out)
+    run_extracted_frames(drive="sample", source=LocalStorage(drive), output=out)
+    run_object_labels(drive="sample", output=out, options={"weights": str(tflite), "max_frames": 30})
+    run_training_dataset(
+        output=out,
+        options={
+            "frames_from": "extracted_frames",
+            "split_by": "time_block",
+            "block_s": 1.0,
+            "guard_s": 0.2,
+            "dedupe_threshold": None,
+            "formats": ["yolo"],
+        },
+    )
+    log = ListLog()
+    model = run_detector_model(
+        output=out,
+        run_id="train-run",
+        log=log,
+        options={
+            "base_weights": str(_coco_pt(tflite)),
+            "epochs": 1,
+            "imgsz": IMGSZ,
+            "batch": 8,
+            "workers": 0,
+            "device": "cpu",
+            "optimizer": "SGD",
+            "lr0": 1e-4,  # one gentle epoch: the model still detects, so export parity has boxes to match
+            "eval_tolerance": 1.0,  # a smoke run is not judged on accuracy; the gate itself is tested below
+            "cache_dir": str(cache),
+        },
+    )
+    export = run_step(
+        {
+            "step": "detector_export",
+            "output": str(out.root_uri),
+            "run_id": "export-run",
+            "options": {"formats": ["onnx"], "imgsz": IMGSZ, "device": "cpu", "parity_max_images": 10},
+        }
+    )
+    run_object_labels(
+        drive="sample",
+        output=out,
+        options={"weights": "asset", "max_frames": 10, "imgsz": IMGSZ, "cache_dir": str(cache)},
+    )
+    version, _ = publish.require_current(out, "sample/object_labels")
+    return Loop(out, model, log.lines, export, version.read_parquet("labels.parquet"), cache)
+
+
+@pytest.mark.slow
+def test_model_version_names_its_dataset_and_metrics(loop: Loop) -> None:
+    model, manifest = publish.require_current(loop.out, model_prefix("default"))
+    dataset_manifest = publish.current(loop.out, dataset_prefix("default"))
+    assert manifest["dataset_version"] == dataset_manifest["version"]
+    assert manifest["epochs"] == 1 and manifest["base_weights"].endswith(".pt")
+    per_class = manifest["metrics"]["fine_tuned"][manifest["compared_on"]]["per_class"]
+    assert {"bus", "person"} <= {row["class_name"] for row in per_class}
+    for name in ("best.pt", "metrics.json", "results.csv", "eval.json"):
+        assert loop.out.exists(model.key(name)), name
+    metrics = json.loads(loop.out.read_bytes(model.key("metrics.json")))
+    assert metrics["best_pt_sha256"] == manifest["best_pt_sha256"]
+    assert [c.name for c in loop.model.checks] == [NOT_WORSE_CHECK] and loop.model.checks[0].passed
+    assert loop.model.metadata["published"]["raw_value"] is True
+    assert any(line.startswith("epoch 1/1:") for line in loop.model_log)  # epochs streamed to the log
+
+
+@pytest.mark.slow
+def test_export_is_onnx_with_parity_and_names_the_model(loop: Loop) -> None:
+    export, manifest = publish.require_current(loop.out, export_prefix("default"))
+    model_manifest = publish.current(loop.out, model_prefix("default"))
+    assert manifest["model_version"] == model_manifest["version"]
+    assert loop.out.exists(export.key(manifest["files"]["onnx"]))
+    checks = {c.name: c for c in loop.export.checks}
+    assert checks["onnx_parity"].passed, checks["onnx_parity"].description
+    assert checks["onnx_parity"].metadata["reference_boxes"]["raw_value"] > 0
+    # TFLite/TensorRT were not requested: reported (the asset declares them) as warnings, never blocking
+    assert {checks["tflite_parity"].severity, checks["engine_parity"].severity} == {"WARN"}
+    assert loop.export.metadata["published"]["raw_value"] is True
+
+
+@pytest.mark.slow
+def test_labels_from_the_asset_name_the_model_version(loop: Loop) -> None:
+    model = publish.current(loop.out, model_prefix("default"))["version"]
+    export = publish.current(loop.out, export_prefix("default"))["version"]
+    expected = f"asset:models/default/detector_model@{model}+detector_export@{export}"
+    assert len(loop.labels) > 0
+    assert set(loop.labels["weights_uri"]) == {expected}
+    local, uri = resolve_asset_weights(loop.out, "asset:default", loop.cache)
+    assert uri == expected and local.suffix == ".onnx"
+    assert set(loop.labels["weights_sha256"]) == {hashlib.sha256(local.read_bytes()).hexdigest()}
+
+
+@pytest.mark.slow
+def test_a_stale_export_is_not_used(loop: Loop, tmp_path: Path) -> None:
+    """After a newer model is published, `asset` runs that model's best.pt until it is exported again."""
+    out = LocalStorage(tmp_path / "out")
+    for key in [f.key for f in loop.out.list_files("models")]:
+        out.write_bytes(key, loop.out.read_bytes(key))
+    old = publish.current(out, model_prefix("default"))
+    newer = publish.begin(out, model_prefix("default"), "newer")
+    newer.write_bytes(
+        "best.pt",
+        out.read_bytes(publish.Version(out, model_prefix("default"), old["version"]).key("best.pt")),
+    )
+    newer.commit({"dataset": "default"})
+    local, uri = resolve_asset_weights(out, "asset", tmp_path / "cache")
+    assert uri == f"asset:models/default/detector_model@{newer.version}" and local.name == "best.pt"
+
+
+def test_asset_weights_without_a_model_name_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="models/cars/detector_model"):
+        resolve_asset_weights(LocalStorage(tmp_path), "asset:cars", tmp_path / "cache")
+
+
+def test_every_export_format_reports_a_check() -> None:
+    onnx_failed = report.CheckOutcome("onnx_parity", passed=False, description="onnx export failed: boom")
+    outcomes: list[Any] = [
+        ExportOutcome("onnx", "failed", reason="boom", check=onnx_failed),
+        ExportOutcome("engine", "skipped", reason="TensorRT needs a CUDA device"),
+    ]
+    checks = {c.name: c for c in export_checks(outcomes)}
+    assert list(checks) == ["onnx_parity", "tflite_parity", "engine_parity"]
+    assert report.blocking_failures(list(checks.values())) == ["onnx_parity"]
+    assert "CUDA" in checks["engine_parity"].description and not checks["engine_parity"].passed
+    assert "not in the requested formats" in checks["tflite_parity"].description

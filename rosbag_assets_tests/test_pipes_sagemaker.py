@@ -540,3 +540,23 @@ def test_job_names_are_valid_deterministic_and_unique() -> None:
     # retries of the same step get new names (SageMaker job names are unique per account forever)
     names = {sagemaker_job_name("r1", "lane_labels", "d1", a) for a in range(4)}
     assert len(names) == 4
+
+
+def test_training_jobs_checkpoint_to_s3_and_can_run_on_managed_spot() -> None:
+    """An interrupted spot training job resumes: /opt/ml/checkpoints is synced to S3, and spot waits are bounded."""
+    target = SageMakerCompute(
+        image_uri="registry/img:1",
+        role_arn="arn:aws:iam::1:role/r",
+        pipes_bucket="pipes",
+        managed_spot=True,
+        max_runtime_s=3600,
+    )
+    params = target.training_job_params("detector_model", "job-1", "s3://pipes/p", "s3://pipes/j")
+    assert params["CheckpointConfig"] == {
+        "S3Uri": "s3://pipes/checkpoints/detector_model",
+        "LocalPath": "/opt/ml/checkpoints",
+    }
+    assert params["EnableManagedSpotTraining"] is True
+    assert params["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
+    on_demand = SageMakerCompute(image_uri="i", role_arn="r", pipes_bucket="pipes")
+    assert "EnableManagedSpotTraining" not in on_demand.training_job_params("a", "n", "s3://p", "s3://j")

@@ -36,6 +36,17 @@ class SageMakerCompute(ComputeTarget):
     instance_count: int = Field(default=1, ge=1, description="Instances per job (the jobs are single-host).")
     volume_size_gb: int = Field(default=30, ge=1, le=16384)
     max_runtime_s: int = Field(default=24 * 3600, ge=1)
+    managed_spot: bool = Field(
+        default=False,
+        description="Training jobs on managed spot capacity; checkpoints go to S3 so an interrupted job resumes.",
+    )
+    max_wait_s: int | None = Field(
+        default=None, ge=1, description="Spot: longest wait for capacity plus run time; default 2 x max_runtime_s."
+    )
+    checkpoint_s3_uri: str | None = Field(
+        default=None,
+        description="Where /opt/ml/checkpoints is synced (training); default: s3://<pipes_bucket>/checkpoints/<asset>.",
+    )
     region: str | None = Field(default=None, description="AWS region; default: the boto3 default.")
     endpoint_url: str | None = Field(
         default=None, description="SageMaker API endpoint (VPC endpoint, emulator)."
@@ -180,6 +191,14 @@ class SageMakerCompute(ComputeTarget):
             },
             **self._common(asset, name),
         }
+        # /opt/ml/checkpoints is synced to S3: a spot-interrupted or retried job resumes from last.pt there
+        # (steps/detector_assets.checkpoint_dir uses that folder when it exists).
+        checkpoints = self.checkpoint_s3_uri or f"s3://{self.pipes_bucket}/checkpoints/{asset}"
+        out["CheckpointConfig"] = {"S3Uri": checkpoints, "LocalPath": "/opt/ml/checkpoints"}
+        if self.managed_spot:
+            out["EnableManagedSpotTraining"] = True
+            stopping = out.setdefault("StoppingCondition", {"MaxRuntimeInSeconds": self.max_runtime_s})
+            stopping["MaxWaitTimeInSeconds"] = self.max_wait_s or 2 * self.max_runtime_s
         if self.subnets:
             out["VpcConfig"] = self._network()
         return out

@@ -28,6 +28,7 @@ def test_sample_drive_becomes_a_published_dataset(tmp_path: Path) -> None:
     res = run_training_dataset(
         output=out,
         options={
+            "frames_from": "extracted_frames",
             "name": "cars",
             "split_by": "time_block",
             "block_s": 1.0,

@@ -34,8 +34,12 @@ DRIVE_STEPS = (
     "lane_labels",
     "anonymized_frames",
     "drive_report",
+    "topic_tables",
+    "drive_timeline",
+    "scenes",
+    "foxglove",
 )
-STEPS = (*DRIVE_STEPS, "training_dataset")
+STEPS = (*DRIVE_STEPS, "training_dataset", "catalog")
 
 
 def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> report.StepResult:
@@ -65,6 +69,10 @@ def _run_step(params: Mapping[str, Any], log: report.StepLog | None) -> report.S
         from rosbag_assets.steps.training_dataset.run import run_training_dataset
 
         return run_training_dataset(endpoint_url=endpoint, **common)
+    if step == "catalog":
+        from rosbag_assets.steps.catalog_step import run_catalog
+
+        return run_catalog(endpoint_url=endpoint, **common)
     common["drive"] = validate_drive_name(params["drive"])
     if step == "raw_bags":
         from rosbag_assets.steps.raw_bags import run_raw_bags
@@ -81,6 +89,22 @@ def _run_step(params: Mapping[str, Any], log: report.StepLog | None) -> report.S
             commit=params.get("commit", True),
             **common,
         )
+    if step == "topic_tables":
+        from rosbag_assets.steps.topic_tables.run import run_topic_tables
+
+        return run_topic_tables(source=storage_from_uri(params["source"], endpoint_url=endpoint), **common)
+    if step == "drive_timeline":
+        from rosbag_assets.steps.timeline_steps import run_drive_timeline
+
+        return run_drive_timeline(**common)
+    if step == "scenes":
+        from rosbag_assets.steps.timeline_steps import run_scenes
+
+        return run_scenes(**common)
+    if step == "foxglove":
+        from rosbag_assets.steps.foxglove import run_foxglove
+
+        return run_foxglove(**common)
     if step == "object_labels":
         from rosbag_assets.steps.object_labels import run_object_labels
 

@@ -163,3 +163,24 @@ def test_topic_tables_of_a_real_bag_match_the_inventory(tmp_path):
     written = pd.Series({t: tab.num_rows for t, tab in tables.items()}, dtype=int)
     assert written.sort_index().to_dict() == non_image.groupby("topic")["count"].sum().sort_index().to_dict()
     assert _raw(result, "published")
+
+
+@pytest.mark.slow
+def test_catalog_asset_materializes_through_dagster(chain):
+    import dagster as dg
+
+    from rosbag_assets.compute import ComputeTargets, LocalCompute
+    from rosbag_assets.defs.catalog import catalog
+    from rosbag_assets.defs.resources import DriveStorage
+
+    root = chain["root"]
+    storage = DriveStorage(landing_root=str(root / "landing"), output_root=str(root / "out"))
+    result = dg.materialize(
+        [catalog],
+        resources={"storage": storage, "compute": ComputeTargets(local=LocalCompute(mode="in_process"))},
+        run_config={"ops": {"catalog": {"config": {"rebuild": True}}}},
+    )
+    (event,) = result.get_asset_materialization_events()
+    meta = event.materialization.metadata
+    assert meta["drives_updated"].value == 1 and meta["drives_total"].value == 1  # rebuild reloads all
+    assert search(root / "out" / "catalog" / "catalog.duckdb", "class_name = 'bus'").total > 0

@@ -184,3 +184,23 @@ def test_catalog_asset_materializes_through_dagster(chain):
     meta = event.materialization.metadata
     assert meta["drives_updated"].value == 1 and meta["drives_total"].value == 1  # rebuild reloads all
     assert search(root / "out" / "catalog" / "catalog.duckdb", "class_name = 'bus'").total > 0
+
+
+@pytest.mark.slow
+def test_catalog_on_s3_is_built_in_a_temp_copy_and_uploaded(chain, moto_server, tmp_path):
+    from rosbag_assets.io.storage import storage_from_uri
+
+    moto_server.client("s3").create_bucket(Bucket="cat")
+    s3 = storage_from_uri("s3://cat/out", endpoint_url=moto_server.url)
+    local = chain["root"] / "out"
+    for path in local.rglob("*"):
+        if path.is_file() and path.relative_to(local).parts[0] != "catalog":
+            s3.upload_file(path, path.relative_to(local).as_posix())
+    params = {"step": "catalog", "output": "s3://cat/out", "s3_endpoint_url": moto_server.url, "options": {}}
+    first = run_step(params)
+    assert _raw(first, "drives_updated") == 1 and _raw(first, "db") == "s3://cat/out/catalog/catalog.duckdb"
+    assert s3.exists(f"catalog/labels/drive={DRIVE}/part.parquet") and s3.exists("catalog/state.json")
+    assert _raw(first, "search_example").count("aws s3 cp s3://cat/out/catalog/catalog.duckdb") == 1
+    s3.download_file("catalog/catalog.duckdb", tmp_path / "catalog.duckdb")
+    assert search(tmp_path / "catalog.duckdb", "class_name = 'bus'").total > 0
+    assert _raw(run_step(params), "drives_updated") == 0  # the uploaded state says nothing changed

@@ -127,9 +127,11 @@ def run_catalog(
         output.write_bytes(STATE_KEY, json.dumps(state, indent=2, sort_keys=True).encode())
         rows = table_rows(db_path)
     db_uri = output.uri(DB_KEY)
-    search_cmd = (
-        f"rosbag-assets search {shlex.quote(EXAMPLE_WHERE)} --db {shlex.quote(str(local_db or db_uri))}"
-    )
+    search_cmd = f"rosbag-assets search {shlex.quote(EXAMPLE_WHERE)} --db "
+    if local_db is not None:
+        search_cmd += shlex.quote(str(local_db))
+    else:  # DuckDB opens a database file locally: fetch it first
+        search_cmd = f"aws s3 cp {shlex.quote(db_uri)} catalog.duckdb && {search_cmd}catalog.duckdb"
     metadata = {
         "drives_updated": report.integer(len(changed)),
         "drives_total": report.integer(len(current)),

@@ -58,7 +58,7 @@ def test_whole_chain_on_sample_drive(small_sample_landing: Path, tmp_path: Path,
     config = {"object_labels": {"config": {"weights": str(shared("models", "yolo11n_int8.tflite"))}}}
     result = materialize(drive_assets, "sample", storage, mode, config)
     assert result.success
-    assert all(checks_of(result).values()) and len(checks_of(result)) == 8
+    assert all(checks_of(result).values()) and len(checks_of(result)) == 10
 
     local = LocalStorage(out)
     frames = read(local, "sample", "extracted_frames", "index.parquet")
@@ -93,6 +93,8 @@ def test_whole_chain_on_sample_drive(small_sample_landing: Path, tmp_path: Path,
     assert mats["extracted_frames"]["frames"].value == 40
     assert mats["object_labels"]["model"].value == "yolo11n_int8.tflite"
     assert mats["object_labels"]["preview"].value.startswith("![")
+    assert mats["topic_tables"]["rows"].value > 0 and mats["scenes"]["published"].value
+    assert mats["foxglove"]["mcap"].value.endswith("drive.mcap")
     preview = mats["lane_labels"]["preview_uri"].value
     assert cv2.imread(preview) is not None
 

@@ -74,5 +74,9 @@ def test_sensor_targets_the_whole_chain() -> None:
         "lane_labels",
         "anonymized_frames",
         "drive_report",
+        "topic_tables",
+        "drive_timeline",
+        "scenes",
+        "foxglove",
     }
     assert defs.resolve_sensor_def("drive_discovery_sensor").job_name == "process_drive"

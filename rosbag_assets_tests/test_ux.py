@@ -222,6 +222,17 @@ def test_definitions_describe_and_wire_the_report() -> None:
     assert job.executor_def.name == "multiprocess"
     assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "in_process"
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
-    for name in ("raw_bags", "extracted_frames", "object_labels", "lane_labels", "drive_report"):
+    for name in (
+        "raw_bags",
+        "extracted_frames",
+        "object_labels",
+        "lane_labels",
+        "drive_report",
+        "topic_tables",
+        "drive_timeline",
+        "scenes",
+        "foxglove",
+        "catalog",
+    ):
         assert "Docs: README" in (specs[name].description or ""), name
     assert "ultralytics" in specs["object_labels"].kinds

@@ -41,7 +41,9 @@ class SageMakerCompute(ComputeTarget):
         description="Training jobs on managed spot capacity; checkpoints go to S3 so an interrupted job resumes.",
     )
     max_wait_s: int | None = Field(
-        default=None, ge=1, description="Spot: longest wait for capacity plus run time; default 2 x max_runtime_s."
+        default=None,
+        ge=1,
+        description="Spot: longest wait for capacity plus run time; default 2 x max_runtime_s.",
     )
     checkpoint_s3_uri: str | None = Field(
         default=None,

@@ -13,14 +13,26 @@ from rosbag_assets.defs.drives import extracted_frames, raw_bags
 from rosbag_assets.defs.labels import lane_labels, object_labels
 from rosbag_assets.defs.privacy import anonymized_frames
 from rosbag_assets.defs.report import drive_report
+from rosbag_assets.defs.topics import drive_timeline, foxglove, scenes, topic_tables
 
-drive_assets = [raw_bags, extracted_frames, object_labels, lane_labels, anonymized_frames, drive_report]
+drive_assets = [
+    raw_bags,
+    extracted_frames,
+    object_labels,
+    lane_labels,
+    anonymized_frames,
+    drive_report,
+    topic_tables,
+    drive_timeline,
+    scenes,
+    foxglove,
+]
 STEP_EXECUTOR = dg.in_process_executor
 DRIVE_EXECUTOR = dg.multiprocess_executor.configured({"start_method": {"forkserver": {}}})
 process_drive = dg.define_asset_job(
     "process_drive",
     selection=dg.AssetSelection.assets(*drive_assets),
     executor_def=DRIVE_EXECUTOR,
-    description="Inventory, extract, find lanes, label objects, anonymize frames and write the HTML report "
-    "of one drive.",
+    description="Inventory, extract, find lanes, label objects, anonymize frames, write the HTML report, "
+    "tabulate topics, build the timeline, find scenes and write the Foxglove MCAP of one drive.",
 )

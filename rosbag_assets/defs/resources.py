@@ -68,7 +68,7 @@ class DriveStorage(dg.ConfigurableResource):
         }
         if self.output_url:
             params["output_url"] = self.output_url
-        if step in ("raw_bags", "extracted_frames"):
+        if step in ("raw_bags", "extracted_frames", "topic_tables"):
             params["source"] = self.drive_uri(drive)
         return params
 

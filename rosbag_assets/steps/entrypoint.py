@@ -34,9 +34,13 @@ DRIVE_STEPS = (
     "lane_labels",
     "anonymized_frames",
     "drive_report",
+    "topic_tables",
+    "drive_timeline",
+    "scenes",
+    "foxglove",
 )
 MODEL_STEPS = ("detector_model", "detector_export")
-STEPS = (*DRIVE_STEPS, "training_dataset", *MODEL_STEPS)
+STEPS = (*DRIVE_STEPS, "training_dataset", "catalog", *MODEL_STEPS)
 
 
 def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> report.StepResult:
@@ -74,6 +78,10 @@ def _run_step(params: Mapping[str, Any], log: report.StepLog | None) -> report.S
         from rosbag_assets.steps.detector_assets import run_detector_export
 
         return run_detector_export(**common)
+    if step == "catalog":
+        from rosbag_assets.steps.catalog_step import run_catalog
+
+        return run_catalog(endpoint_url=endpoint, **common)
     common["drive"] = validate_drive_name(params["drive"])
     if step == "raw_bags":
         from rosbag_assets.steps.raw_bags import run_raw_bags
@@ -90,6 +98,22 @@ def _run_step(params: Mapping[str, Any], log: report.StepLog | None) -> report.S
             commit=params.get("commit", True),
             **common,
         )
+    if step == "topic_tables":
+        from rosbag_assets.steps.topic_tables.run import run_topic_tables
+
+        return run_topic_tables(source=storage_from_uri(params["source"], endpoint_url=endpoint), **common)
+    if step == "drive_timeline":
+        from rosbag_assets.steps.timeline_steps import run_drive_timeline
+
+        return run_drive_timeline(**common)
+    if step == "scenes":
+        from rosbag_assets.steps.timeline_steps import run_scenes
+
+        return run_scenes(**common)
+    if step == "foxglove":
+        from rosbag_assets.steps.foxglove import run_foxglove
+
+        return run_foxglove(**common)
     if step == "object_labels":
         from rosbag_assets.steps.object_labels import run_object_labels
 

@@ -31,14 +31,18 @@ class TopicTablesOptions(BaseModel):
         default_factory=lambda: list(IMAGE_MSGTYPES),
         description="message type globs to skip; images have their own assets",
     )
-    binary: Literal["keep", "summary", "drop"] = "summary"
-    max_binary_bytes: int = Field(64 * 1024, ge=0)
-    row_group_rows: int = Field(10_000, ge=1)
+    binary: Literal["keep", "summary", "drop"] = Field(
+        "summary", description="array values over max_binary_bytes: keep, summary (null + len/min/max), drop"
+    )
+    max_binary_bytes: int = Field(64 * 1024, ge=0, description="array values up to this size are always kept")
+    row_group_rows: int = Field(10_000, ge=1, description="rows per Parquet row group (at most)")
     row_group_bytes: int = Field(64 * MiB, ge=1, description="flush a topic's rows once they hold this much")
     buffer_bytes: int = Field(
         256 * MiB, ge=1, description="flush the fullest topic once all topics of a bag hold this much"
     )
-    compression: Literal["zstd", "snappy", "lz4", "gzip", "none"] = "zstd"
+    compression: Literal["zstd", "snappy", "lz4", "gzip", "none"] = Field(
+        "zstd", description="Parquet compression codec"
+    )
     fast_path: bool = Field(
         True,
         description="decode row groups of fixed-layout topics straight from the bytes (off: all via rosbags)",

@@ -28,6 +28,19 @@ def committed_frames(storage: Storage, drive: str) -> tuple[publish.Version, pd.
     return version, version.read_parquet("index.parquet")
 
 
+def frame_ref(drive: str, row: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+    """The FRAME_REF_COLUMNS of a label row: which indexed frame it describes, and that frame's decoded size."""
+    return {
+        "drive": drive,
+        "bag": row["bag"],
+        "topic": row["topic"],
+        "stamp_ns": int(row["stamp_ns"]),
+        "frame_key": row["frame_key"],
+        "image_width": width,
+        "image_height": height,
+    }
+
+
 def select_frames(
     index: pd.DataFrame, topics: list[str] | None = None, max_frames: int | None = None
 ) -> pd.DataFrame:

@@ -87,15 +87,7 @@ def run_lane_labels(
         for (row, img), (lanes, drivable, fraction) in zip(batch, results, strict=True):
             progress.update(row["topic"])
             h, w = img.shape[:2]
-            ref = {
-                "drive": drive,
-                "bag": row["bag"],
-                "topic": row["topic"],
-                "stamp_ns": int(row["stamp_ns"]),
-                "frame_key": row["frame_key"],
-                "image_width": w,
-                "image_height": h,
-            }
+            ref = frames.frame_ref(drive, row, w, h)
             frames_with_lanes += bool(lanes)
             rows.extend(
                 {

@@ -274,13 +274,7 @@ def label_checks(
 
 def _label_row(drive: str, row: dict[str, Any], w: int, h: int, det: Any, detector: Any) -> dict[str, Any]:
     return {
-        "drive": drive,
-        "bag": row["bag"],
-        "topic": row["topic"],
-        "stamp_ns": int(row["stamp_ns"]),
-        "frame_key": row["frame_key"],
-        "image_width": w,
-        "image_height": h,
+        **frames.frame_ref(drive, row, w, h),
         "class_id": int(det.class_id),
         "class_name": det.class_name,
         "confidence": float(det.confidence),

@@ -1,0 +1,62 @@
+"""`drive_timeline`: a drive's chosen signals on one fixed time grid (default 100 ms).
+
+Topics are recorded at their own rates (IMU 100 Hz, GPS 1-10 Hz, cameras 10-30 Hz) and jitter, so rules
+over several signals ("a person in the ego lane while the car moves") need them on common instants. Each
+signal has an explicit rule: `interpolate` (linear between the samples around a grid step, if they are at
+most `max_gap_ms` apart) or `asof` (the last sample, if at most `max_gap_ms` old). Nothing is
+extrapolated or bridged over longer gaps: a missing signal is NULL, not a guess.
+
+Alignment is numpy `searchsorted` over sorted sample times. `bench/timeline.py` (one hour of 100 Hz IMU
+onto a 100 ms grid, 2-core VM under load): numpy incl. sorting 57-69 ms, pandas `merge_asof` (backward +
+forward) 45-56 ms, a DuckDB double ASOF JOIN 0.49-0.61 s. numpy and pandas are within noise; numpy is the
+shortest code and the same index serves the asof rule and the per-frame summaries.
+
+Layout: `options` (signals, rules, options), `signals` (speed/IMU/GPS samples per source topic), `frames`
+(per-frame object and lane summaries), `grid` (the grid and the interpolate/asof alignment).
+"""
+
+from rosbag_assets.steps.drive_timeline.frames import _lanes_with_bottom_x, frame_summaries
+from rosbag_assets.steps.drive_timeline.grid import align, asof_index, build_timeline
+from rosbag_assets.steps.drive_timeline.options import (
+    DEFAULT_RULES,
+    EARTH_RADIUS_M,
+    GPS_FIX,
+    IMU,
+    IMU_COLUMNS,
+    NAV_SAT_FIX,
+    ODOMETRY_LIKE,
+    SIGNALS,
+    SPEED_SOURCES,
+    TIMELINE_COLUMNS,
+    TWIST_STAMPED,
+    DriveTimeline,
+    DriveTimelineOptions,
+    SignalRule,
+    TimelineError,
+)
+from rosbag_assets.steps.drive_timeline.signals import gps_speed, signal_samples
+
+__all__ = [
+    "DEFAULT_RULES",
+    "EARTH_RADIUS_M",
+    "GPS_FIX",
+    "IMU",
+    "IMU_COLUMNS",
+    "NAV_SAT_FIX",
+    "ODOMETRY_LIKE",
+    "SIGNALS",
+    "SPEED_SOURCES",
+    "TIMELINE_COLUMNS",
+    "TWIST_STAMPED",
+    "DriveTimeline",
+    "DriveTimelineOptions",
+    "SignalRule",
+    "TimelineError",
+    "_lanes_with_bottom_x",
+    "align",
+    "asof_index",
+    "build_timeline",
+    "frame_summaries",
+    "gps_speed",
+    "signal_samples",
+]

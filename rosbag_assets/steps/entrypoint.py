@@ -30,7 +30,12 @@ STEPS = ("raw_bags", "extracted_frames", "object_labels", "lane_labels")
 
 
 def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> report.StepResult:
-    """Run one step, named after its asset, with plain parameters (no Dagster involved)."""
+    """Run one step, named after its asset, with plain parameters (no Dagster involved); every check result
+    names the drive it is about."""
+    return report.traceable(_run_step(params, log), validate_drive_name(params["drive"]))
+
+
+def _run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> report.StepResult:
     configure_runtime()
     step = params.get("step")
     if step not in STEPS:

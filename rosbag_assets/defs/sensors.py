@@ -35,7 +35,7 @@ def discover(
     if landing is not None:
         found, rejected = scan_landing_root(landing)
         for key, why in getattr(landing, "refused", []):
-            _warn(log, f"{landing.uri(key)}: skipped, {why}")
+            _warn(log, f"{landing.root_uri}/{key}: skipped, {why}")
     if storage.drives_file:
         skipped: list[tuple[str, str]] = []
         seeded = drives_from_seed(storage.drives_file, skipped=skipped)

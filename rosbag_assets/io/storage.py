@@ -60,32 +60,38 @@ def join_key(*parts: str) -> str:
 _SECRET_PARAM = re.compile(r"(sig|signature|credential|token|secret|password|passwd|pwd|key|auth)", re.I)
 
 
+_RAW_USERINFO = re.compile(r"[^@/?#]*:[^@]*@")
+
+
 def redact(uri: str) -> str:
     """`uri` without credentials, for logs, metadata and manifests: ``https://user:pass@host/x`` becomes
     ``https://***@host/x`` and secret-looking query values (signatures, tokens, keys) become ``***``."""
-    if "://" not in uri:
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
         return uri
-    try:
-        parts = urllib.parse.urlsplit(uri)
-    except ValueError:
-        return re.sub(r"://[^/@]*@", "://***@", uri)
-    netloc = parts.netloc
+    end = len(rest)
+    for mark in "/?#":
+        at = rest.find(mark)
+        if at != -1:
+            end = min(end, at)
+    netloc, tail = rest[:end], rest[end:]
     if "@" in netloc:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = parts.query
-    if query:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        if any(_SECRET_PARAM.search(k) for k, _ in pairs):
-            query = "&".join(
-                f"{urllib.parse.quote(k)}={'***' if _SECRET_PARAM.search(k) else urllib.parse.quote(v)}"
-                for k, v in pairs
-            )
-    if (netloc, query) == (parts.netloc, parts.query):
-        return uri
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    elif userinfo := _RAW_USERINFO.match(rest):  # a password with an unescaped '/', '?' or '#' in it
+        return redact(f"{scheme}://***@{rest[userinfo.end() :]}")
+    path, qsep, query = tail.partition("?")
+    if qsep:
+        query, fsep, fragment = query.partition("#")
+        pairs = [pair.partition("=") for pair in query.split("&")]
+        query = "&".join(
+            f"{k}{eq}{'***' if eq and _SECRET_PARAM.search(urllib.parse.unquote(k)) else v}"
+            for k, eq, v in pairs
+        )
+        tail = f"{path}?{query}{fsep}{fragment}"
+    return f"{scheme}://{netloc}{tail}"
 
 
-_URI_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_URI_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,:;)\]}]")
 
 
 def redact_text(text: str) -> str:
@@ -257,6 +263,9 @@ class LocalStorage:
             path.unlink(missing_ok=True)
 
 
+_UNSAFE_SEGMENT = re.compile(r"(^|/)(\.\.?)?(/|$)")
+
+
 class S3Storage:
     """Storage rooted at s3://bucket/prefix; `endpoint_url` points at MinIO, moto or a VPC endpoint."""
 
@@ -268,6 +277,7 @@ class S3Storage:
         self._own_client = client is None
         self.client = client if client is not None else _s3_client(endpoint_url)
         self._lister: Any = None if self._own_client else client
+        self.refused: list[tuple[str, str]] = []  # (key, why) of objects the last listing skipped
 
     @property
     def lister(self) -> Any:
@@ -299,13 +309,22 @@ class S3Storage:
         return None
 
     def list_files(self, prefix: str = "") -> Iterator[FileInfo]:
+        """Every object under `prefix` (folder markers left out); keys that are no safe relative path (``..``
+        or empty segments) are skipped and recorded in `refused`."""
+        self.refused = []
         full = self._key(prefix)
         full = f"{full}/" if full else ""
         strip = len(self.prefix) + 1 if self.prefix else 0
         paginator = self.lister.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
             for obj in page.get("Contents", []):
-                yield FileInfo(obj["Key"][strip:], int(obj["Size"]), obj.get("ETag", "").strip('"'))
+                key = obj["Key"][strip:]
+                if key.endswith("/") or not key:  # a console "folder" marker, not a file
+                    continue
+                if _UNSAFE_SEGMENT.search(key):
+                    self.refused.append((key, "the key has '..', '.' or empty path segments"))
+                    continue
+                yield FileInfo(key, int(obj["Size"]), obj.get("ETag", "").strip('"'))
 
     def list_dirs(self, prefix: str = "") -> list[str]:
         full = self._key(prefix)

@@ -110,7 +110,9 @@ def run_object_labels(
     chosen = frames.select_frames(index, opts.topics, opts.max_frames)
     detector = load_detector(config, s3_client=s3_client, log=lambda msg: log.warning(redact_text(msg)))
     if detector.fallback_reason:
-        log.warning(f"object_labels for {drive} use {detector.model_name}: {detector.fallback_reason}")
+        log.warning(
+            f"object_labels for {drive} use {detector.model_name}: {redact_text(detector.fallback_reason)}"
+        )
     log.info(f"detecting with {detector.model_name} on {len(chosen)} frames of {drive}")
 
     rows: list[dict[str, Any]] = []

@@ -158,8 +158,8 @@ def run_raw_bags(
     t0 = time.perf_counter()
     bags, skipped = find_bags(source.list_files(""))
     skipped = list(getattr(source, "refused", [])) + skipped  # links leading outside the drive
-    for name, reason in skipped:
-        log.warning(f"{source.uri(name)}: skipped, {reason}")
+    for name, reason in skipped:  # named by the root (a hostile key may not pass `uri`)
+        log.warning(f"{source.root_uri}/{name}: skipped, {reason}")
     if not bags:
         raise BagReadError(
             f"{source.root_uri}: no bags found in drive {drive!r} (looked for .bag, .db3, .mcap)"

@@ -29,7 +29,7 @@ from rosbag_assets.io.bags import (
 )
 from rosbag_assets.io.drives import BagRef
 from rosbag_assets.io.mapped import mapped_messages
-from rosbag_assets.io.shards import TarShards
+from rosbag_assets.io.shards import ShardWriteError, TarShards
 from rosbag_assets.io.storage import Storage, safe_name
 from rosbag_assets.steps import report
 from rosbag_assets.steps.extracted_frames.options import COMPRESSED, IMAGE, ExtractedFramesOptions
@@ -277,9 +277,9 @@ def extract_bag(
             if sink is not None:
                 try:
                     sink.close()
-                except Exception as exc:
+                except ShardWriteError as exc:
                     raise FrameWriteError(
-                        f"{uri}: writing its frame shards to {staging.uri()} failed ({describe_error(exc)})"
+                        f"{uri} topic {exc.stream}: writing frame shards to {staging.uri()} failed ({exc})"
                     ) from exc
         except BaseException:
             if sink is not None:
@@ -356,7 +356,11 @@ def _collect(
             mtime = row["stamp_ns"] // 1_000_000_000
             try:
                 info["data_key"], info["offset"] = sink.append(topic, info["frame_key"], data, mtime)
-            except Exception as exc:
+            except ShardWriteError as exc:
+                raise FrameWriteError(
+                    f"{uri} topic {exc.stream or topic}: writing frame shards failed ({exc})"
+                ) from exc
+            except OSError as exc:  # opening the topic's next shard
                 raise FrameWriteError(f"{uri} topic {topic}: {describe_error(exc)}") from exc
         row.update(info)
         out.rows.append(row)

@@ -18,9 +18,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml:
+# Run monitoring fails runs whose process died or never started (instead of leaving them STARTED forever);
+# pools bound concurrent steps (the detector runs in pool `gpu`, limited to 1 here: Dagster keeps per-pool
+# limits in the instance's storage, not in dagster.yaml, so `dagster instance concurrency set` writes it).
+$(DAGSTER_HOME)/dagster.yaml: Makefile | $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
-	@printf 'telemetry:\n  enabled: false\n' > $@
+	@printf '%s\n' 'telemetry:' '  enabled: false' \
+		'run_monitoring:' '  enabled: true' '  start_timeout_seconds: 180' '  cancel_timeout_seconds: 180' \
+		'  max_resume_run_attempts: 0' '  poll_interval_seconds: 30' \
+		'concurrency:' '  pools:' '    default_limit: 4' > $@
+	$(VENV)/bin/dagster instance concurrency set gpu 1
 
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m rosbag_assets.demo --root var/demo --weights '$(WEIGHTS)'

@@ -15,7 +15,7 @@ from rosbag_assets.io import publish
 from rosbag_assets.io.bags import BagReadError
 from rosbag_assets.io.frames import read_indexed_bytes
 from rosbag_assets.io.storage import LocalStorage
-from rosbag_assets.steps.extracted_frames import run_extracted_frames
+from rosbag_assets.steps.extracted_frames import IncompleteDriveError, run_extracted_frames
 from rosbag_assets.steps.raw_bags import run_raw_bags
 
 
@@ -66,7 +66,15 @@ def real_outputs(real_drive: Path, tmp_path_factory: pytest.TempPathFactory):
     out = LocalStorage(tmp_path_factory.mktemp("out"))
     log = Log()
     inv = run_raw_bags(drive="real", source=LocalStorage(real_drive), output=out, log=log)
-    ext = run_extracted_frames(drive="real", source=LocalStorage(real_drive), output=out, log=log)
+    # a drive with an unreadable and a partly readable bag fails, naming both, and publishes nothing ...
+    with pytest.raises(IncompleteDriveError, match=r"(?s)2 bag\(s\).*truncated\.bag.*zero\.bag") as err:
+        run_extracted_frames(drive="real", source=LocalStorage(real_drive), output=out, log=log)
+    assert "allow_partial" in str(err.value) and publish.current(out, "real/extracted_frames") is None
+    assert out.list_dirs("real/extracted_frames/versions") == []  # its draft is gone too
+    # ... unless the user allows a partial drive
+    ext = run_extracted_frames(
+        drive="real", source=LocalStorage(real_drive), output=out, options={"allow_partial": True}, log=log
+    )
     return out, inv, ext, log
 
 
@@ -88,14 +96,20 @@ def test_inventory_of_real_bags(real_outputs) -> None:
     assert bags.loc["rosbagjs_no-messages.bag", "messages"] == 0
     # bad input: named, with a reason, never fatal for the rest of the drive
     assert not bags.loc["zero.bag", "ok"] and "zero-length" in bags.loc["zero.bag", "error"]
-    assert not bags.loc["truncated.bag", "ok"] and "truncated.bag" in bags.loc["truncated.bag", "error"]
+    # a bag cut short is read by recovery up to the cut, and recorded as such
+    cut = bags.loc["truncated.bag"]
+    assert cut["ok"] and cut["read_mode"] == "reindexed" and not cut["complete"]
+    assert 0 < cut["stop_offset"] <= 100_000 and "truncated.bag" in cut["recovery"]
+    assert bags.loc["tiny_svo.bag", "read_mode"] == "normal" and bags.loc["tiny_svo.bag", "complete"]
     assert any("notes.txt" in w and "not a bag" in w for w in log.warnings)
     assert any("rosbagjs_no-messages.bag" in w and "no messages" in w for w in log.warnings)
     assert any("/turtle1/cmd_vel" in w and "no messages" in w for w in log.warnings)
     assert inv.metadata["bags"]["raw_value"] == 12
-    assert inv.metadata["unreadable_bags"]["raw_value"] == 2
+    assert inv.metadata["unreadable_bags"]["raw_value"] == 1
+    assert inv.metadata["partly_readable_bags"]["raw_value"] == 1
     (check,) = inv.checks
     assert check.name == "all_bags_readable" and not check.passed
+    assert "truncated.bag" in check.metadata["recovered"]["raw_value"][0]
 
 
 def test_extraction_of_real_bags(real_outputs, real_drive: Path) -> None:
@@ -138,6 +152,13 @@ def test_extraction_of_real_bags(real_outputs, real_drive: Path) -> None:
     checks = {c.name: c for c in ext.checks}
     assert checks["every_image_topic_has_frames"].passed
     assert ext.metadata["frames"]["raw_value"] == 20
+    # allow_partial: published, with the blocking check failed and naming both bags
+    partial = checks["all_bags_extracted"]
+    assert not partial.passed and partial.severity == "ERROR"
+    named = {p["bag"] for p in partial.metadata["incomplete_bags"]["raw_value"]}
+    assert named == {"zero.bag", "truncated.bag"} and "made current" in partial.description
+    assert ext.metadata["published"]["raw_value"] is True
+    assert publish.current(out, "real/extracted_frames")["incomplete_bags"]
 
 
 def _write(tmp: Path, name: str, fmt: str, topic_msgs: dict) -> Path:
@@ -156,9 +177,9 @@ def _run(
     res = run_extracted_frames(
         drive=drive.name, source=LocalStorage(drive), output=out, options=options, log=log
     )
-    if not res.metadata["published"]["raw_value"]:  # a blocking check failed: read the kept version
-        return out, pd.read_parquet(res.metadata["index"]["raw_value"]), log, res
-    return out, _read(out, drive.name, "extracted_frames", "index.parquet"), log, res
+    # the version this run wrote, whether or not its blocking checks let it become current
+    index = pd.read_parquet(res.metadata["index"]["raw_value"])
+    return out, index, log, res
 
 
 @pytest.mark.parametrize("fmt", ["ros1", "mcap"])

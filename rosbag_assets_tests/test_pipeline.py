@@ -58,7 +58,7 @@ def test_whole_chain_on_sample_drive(small_sample_landing: Path, tmp_path: Path,
     config = {"object_labels": {"config": {"weights": str(shared("models", "yolo11n_int8.tflite"))}}}
     result = materialize(drive_assets, "sample", storage, mode, config)
     assert result.success
-    assert all(checks_of(result).values()) and len(checks_of(result)) == 10
+    assert all(checks_of(result).values()) and len(checks_of(result)) == 11
 
     local = LocalStorage(out)
     frames = read(local, "sample", "extracted_frames", "index.parquet")

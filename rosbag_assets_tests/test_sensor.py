@@ -50,7 +50,7 @@ def test_new_changed_and_unchanged_drives(tmp_path: Path) -> None:
     run_keys = {r.run_key for r in third.run_requests}
     assert len(run_keys) == 2 and all(k.split(":")[0] in reasons for k in run_keys)
     assert tick(instance, storage, third.cursor).run_requests == []
-    assert set(json.loads(third.cursor)) == {"drive-a", "drive-b"}
+    assert set(json.loads(third.cursor)["drives"]) == {"drive-a", "drive-b"}
 
 
 def test_seed_file_drives(tmp_path: Path) -> None:

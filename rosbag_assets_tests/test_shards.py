@@ -276,9 +276,10 @@ def test_a_shard_that_fails_to_complete_fails_the_close() -> None:
 
 
 def test_bags_run_in_parallel_only_when_asked_or_big_enough(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rosbag_assets.steps.extracted_frames import parallel as extract
+    from rosbag_assets.steps import extracted_frames as extract
+    from rosbag_assets.steps.extracted_frames import parallel
 
-    monkeypatch.setattr(extract.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 16)
     gb = 1_000_000_000
     assert (
         extract.bag_parallelism(0, [gb // 2] * 10) == 1

@@ -43,7 +43,18 @@ def raw_bags(context: dg.AssetExecutionContext, storage: DriveStorage, compute: 
             "extracted_frames",
             "Every image topic with messages produced frames",
         ),
-        check("no_extraction_errors", "extracted_frames", "No bag or topic failed to decode", blocking=False),
+        check(
+            "all_bags_extracted",
+            "extracted_frames",
+            "Every bag of the drive was read to its end. Fails naming each unreadable or partly read bag; "
+            "only with allow_partial does the step get this far, and then the version is still made current.",
+        ),
+        check(
+            "no_extraction_errors",
+            "extracted_frames",
+            "No bag failed to read and no message failed to decode (skipped messages are counted per topic)",
+            blocking=False,
+        ),
     ],
     **described(
         "Camera frames from one streaming pass over each bag, in tar shards with a Parquet index; a contact "

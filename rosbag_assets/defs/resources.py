@@ -7,6 +7,7 @@ from dagster._core.definitions.metadata.external_metadata import metadata_map_fr
 from pydantic import Field
 
 from rosbag_assets.io.drives import (
+    drive_in_landing,
     drives_from_seed,
     validate_drive_name,
 )
@@ -46,13 +47,13 @@ class DriveStorage(dg.ConfigurableResource):
         """The storage URI of one drive's recordings; the name is validated, never trusted as a path."""
         validate_drive_name(drive)
         if self.drives_file:
-            seeded = drives_from_seed(self.drives_file)
+            seeded = drives_from_seed(self.drives_file, skipped=[])  # another drive's bad entry is not ours
             if drive in seeded:
                 return seeded[drive].uri
         landing = self.landing()
         if landing is None:
             raise ValueError(f"drive {drive!r} is not in the seed file and no landing_root is configured")
-        return landing.uri(drive)
+        return drive_in_landing(landing, drive)
 
     def step_params(
         self, step: str, drive: str | None, run_id: str, options: dict[str, Any] | None = None

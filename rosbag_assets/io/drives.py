@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rosbag_assets.io.storage import FileInfo, Storage, storage_from_uri
+from rosbag_assets.io.storage import FileInfo, LocalStorage, Storage, redact, safe_name, storage_from_uri
 
 DRIVE_NAME_MAX = 128
 _DRIVE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -57,11 +58,15 @@ class DriveLocation:
         return storage_from_uri(self.uri, endpoint_url=endpoint_url, client=client)
 
 
-def drives_from_seed(seed: Mapping[str, Any] | str | Path) -> dict[str, DriveLocation]:
+def drives_from_seed(
+    seed: Mapping[str, Any] | str | Path, skipped: list[tuple[str, str]] | None = None
+) -> dict[str, DriveLocation]:
     """Parse the seed format ``{"drives_to_process": {"d1": {"bucket": "b", "prefix": "d1/"}}}``.
 
     A drive may instead give ``{"path": "/local/folder"}`` or ``{"uri": "s3://b/p"}``. A JSON/YAML file path
-    is read first.
+    is read first. A bad entry raises ValueError naming it, unless a `skipped` list is given: then the entry
+    is left out and ``(name, why)`` appended, so one typo does not stop every other drive. A file that is
+    not a seed at all always raises.
     """
     if isinstance(seed, str | Path):
         text = Path(seed).read_text()
@@ -75,21 +80,50 @@ def drives_from_seed(seed: Mapping[str, Any] | str | Path) -> dict[str, DriveLoc
         )
     drives = {}
     for name, spec in entries.items():
-        validate_drive_name(name)
-        if not isinstance(spec, Mapping):
-            raise ValueError(
-                f"drive {name!r}: expected a mapping with bucket/prefix, path or uri, got {spec!r}"
-            )
-        if "uri" in spec:
-            uri = str(spec["uri"])
-        elif "path" in spec:
-            uri = str(Path(spec["path"]).expanduser())
-        elif "bucket" in spec:
-            uri = f"s3://{spec['bucket']}/{str(spec.get('prefix', '')).strip('/')}".rstrip("/")
-        else:
-            raise ValueError(f"drive {name!r}: give 'bucket' (+ 'prefix'), 'path' or 'uri'")
-        drives[name] = DriveLocation(name, uri)
+        try:
+            drives[name] = _seed_entry(name, spec)
+        except ValueError as exc:
+            if skipped is None:
+                raise
+            skipped.append((str(name), str(exc)))
     return drives
+
+
+def _seed_entry(name: Any, spec: Any) -> DriveLocation:
+    validate_drive_name(name)
+    if not isinstance(spec, Mapping):
+        raise ValueError(
+            f"drive {name!r}: expected a mapping with bucket/prefix, path or uri, got {type(spec).__name__}"
+        )
+    if "uri" in spec:
+        uri = str(spec["uri"])
+        if "://" in uri and not uri.startswith(("s3://", "file://")):
+            raise ValueError(f"drive {name!r}: unsupported uri {redact(uri)!r} (a local path or s3://)")
+    elif "path" in spec:
+        uri = str(Path(spec["path"]).expanduser())
+    elif "bucket" in spec:
+        uri = f"s3://{spec['bucket']}/{str(spec.get('prefix', '')).strip('/')}".rstrip("/")
+    else:
+        raise ValueError(f"drive {name!r}: give 'bucket' (+ 'prefix'), 'path' or 'uri'")
+    return DriveLocation(name, uri)
+
+
+class OutsideLandingRootError(PermissionError):
+    """A drive folder that is a symbolic link leading outside the landing root; it is never read."""
+
+
+def drive_in_landing(landing: Storage, drive: str) -> str:
+    """The URI of drive folder `drive` of a landing root, refusing one whose folder resolves outside it."""
+    validate_drive_name(drive)
+    uri = landing.uri(drive)
+    if isinstance(landing, LocalStorage):
+        real = os.path.realpath(uri)
+        root = landing.root_uri.rstrip("/") + "/"
+        if not real.startswith(root):
+            raise OutsideLandingRootError(
+                f"drive folder {uri} is a symbolic link to {real}, outside the landing root {landing.root_uri}"
+            )
+    return uri
 
 
 # --- which files are bags ---------------------------------------------------------------------------
@@ -117,8 +151,13 @@ class BagRef:
 
     @property
     def slug(self) -> str:
-        """A filesystem-safe, unique-in-drive name for output folders."""
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.name.strip("/")) or "bag"
+        """A filesystem-safe, unique-in-drive name for output folders: the name itself when it is safe, else
+        its safe form plus a hash of the name (``a b.bag`` and ``a_b.bag`` must not share a folder)."""
+        name = self.name.strip("/")
+        plain = re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "bag"
+        if plain != name:
+            plain = f"{plain}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+        return safe_name(plain)
 
     def fingerprint(self) -> str:
         """A change token of the bag's files, keyed by their path inside the drive, so the same bag

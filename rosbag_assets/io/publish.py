@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -99,8 +100,13 @@ class Draft(Version):
         self.storage.write_bytes(self.key(MANIFEST), data)
         if not rejected:
             self.storage.write_bytes(join_key(self.asset_prefix, POINTER), data)
-        self.storage.delete(self.key(LEASE))
-        prune_versions(self.storage, self.asset_prefix, keep=KEEP_VERSIONS)
+        try:  # the version is sealed: a failed clean-up must not make it look failed (the next commit retries)
+            self.storage.delete(self.key(LEASE))
+            prune_versions(self.storage, self.asset_prefix, keep=KEEP_VERSIONS)
+        except Exception as exc:
+            logging.getLogger(__name__).warning(
+                f"{self.uri()}: committed; removing its lease or old versions failed ({exc})"
+            )
         return self.uri()
 
     def abort(self) -> None:

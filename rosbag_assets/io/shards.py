@@ -54,6 +54,15 @@ def member_header(name: str, size: int, mtime: int) -> bytes:
         return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8")
 
 
+class ShardWriteError(RuntimeError):
+    """A shard that could not be written or completed; `stream` names whose shard it was."""
+
+    def __init__(self, stream: str | None, cause: BaseException) -> None:
+        where = f" of {stream}" if stream else ""
+        super().__init__(f"writing a frame shard{where} failed: {cause}")
+        self.stream = stream
+
+
 class TarShards:
     """Append members to per-stream tar shards; the file writes overlap the caller's work.
 
@@ -78,6 +87,8 @@ class TarShards:
         self._batch: list[tuple[Any, ...]] = []  # ops handed to the writer in groups (fewer thread switches)
         self._batch_size, self._batch_limit = 0, batch_bytes
         self._error: BaseException | None = None
+        self._error_stream: str | None = None  # the stream whose shard failed, for the error message
+        self._finishing_streams: dict[Future, str] = {}
         # Completing a shard can be slow (on S3: uploading it), so it happens beside the writer, not in its way.
         self._finisher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-finish")
         self._finishing: list[Future] = []
@@ -143,7 +154,10 @@ class TarShards:
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
-            raise RuntimeError(f"writing a frame shard failed: {self._error}") from self._error
+            raise ShardWriteError(self._error_stream, self._error) from self._error
+
+    def _failed(self, exc: BaseException, stream: str | None) -> None:
+        self._error, self._error_stream = exc, stream
 
     def _run(self) -> None:
         files: dict[str, tuple[AbstractContextManager[BinaryIO], BinaryIO]] = {}
@@ -158,25 +172,28 @@ class TarShards:
         self._finisher.shutdown(wait=True)
         for future in self._finishing:
             if future.exception() is not None and self._error is None:
-                self._error = future.exception()
+                self._failed(future.exception(), self._finishing_streams.get(future))
 
     def _write(
         self,
         batch: list[tuple[Any, ...]],
         files: dict[str, tuple[AbstractContextManager[BinaryIO], BinaryIO]],
     ) -> None:
-        failed = next((f.exception() for f in self._finishing if f.done() and f.exception()), None)
+        failed = next((f for f in self._finishing if f.done() and f.exception()), None)
         if failed is not None:  # a shard could not be completed: stop early, `append` will say why
-            self._error = failed
+            self._failed(failed.exception(), self._finishing_streams.get(failed))
             return
+        current: str | None = None
         try:
             pending: list[Any] = []  # buffers for one `writev` to the shard of `stream`
             stream = None
             for op in batch:
                 kind = op[0]
                 if pending and (kind != "write" or op[1] != stream or len(pending) > _IOV_MAX - 3):
+                    current = stream
                     _writev(files[stream][1], pending)  # type: ignore[index]
                     pending = []
+                current = op[1]
                 if kind == "open":
                     ctx = op[2]
                     fh = ctx.__enter__()
@@ -188,11 +205,14 @@ class TarShards:
                 elif kind == "close":
                     ctx, fh = files.pop(op[1])
                     _writev(fh, [END_OF_ARCHIVE])
-                    self._finishing.append(self._finisher.submit(ctx.__exit__, None, None, None))
+                    future = self._finisher.submit(ctx.__exit__, None, None, None)
+                    self._finishing_streams[future] = op[1]
+                    self._finishing.append(future)
+            current = stream
             if pending:
                 _writev(files[stream][1], pending)  # type: ignore[index]
         except BaseException as exc:
-            self._error = exc
+            self._failed(exc, current)
 
 
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16

@@ -6,14 +6,21 @@ path above this module; only these few primitives differ.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
+
+
+class OutsideRootError(PermissionError):
+    """A key that resolves (through a symbolic link) outside the storage root; it is never read."""
 
 
 @dataclass(frozen=True)
@@ -50,12 +57,94 @@ def join_key(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
+_SECRET_PARAM = re.compile(r"(sig|signature|credential|token|secret|password|passwd|pwd|key|auth)", re.I)
+
+
+_RAW_USERINFO = re.compile(r"[^@/?#]*:[^@]*@")
+
+
+def redact(uri: str) -> str:
+    """`uri` without credentials, for logs, metadata and manifests: ``https://user:pass@host/x`` becomes
+    ``https://***@host/x`` and secret-looking query values (signatures, tokens, keys) become ``***``."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    end = len(rest)
+    for mark in "/?#":
+        at = rest.find(mark)
+        if at != -1:
+            end = min(end, at)
+    netloc, tail = rest[:end], rest[end:]
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    elif userinfo := _RAW_USERINFO.match(rest):  # a password with an unescaped '/', '?' or '#' in it
+        return redact(f"{scheme}://***@{rest[userinfo.end() :]}")
+    path, qsep, query = tail.partition("?")
+    if qsep:
+        query, fsep, fragment = query.partition("#")
+        pairs = [pair.partition("=") for pair in query.split("&")]
+        query = "&".join(
+            f"{k}{eq}{'***' if eq and _SECRET_PARAM.search(urllib.parse.unquote(k)) else v}"
+            for k, eq, v in pairs
+        )
+        tail = f"{path}?{query}{fsep}{fragment}"
+    return f"{scheme}://{netloc}{tail}"
+
+
+_URI_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,:;)\]}]")
+
+
+def redact_text(text: str) -> str:
+    """`text` (a log line, an error) with every URI in it passed through `redact`."""
+    return _URI_IN_TEXT.sub(lambda m: redact(m.group(0)), text)
+
+
+NAME_MAX_BYTES = 120  # well under the 255-byte limit of local file systems, leaving room for temp prefixes
+
+
+def safe_name(name: str, limit: int = NAME_MAX_BYTES) -> str:
+    """One path component that fits a local file system: `name` itself when short enough, else its start,
+    a hash of the whole name (so distinct long names stay distinct) and its extension."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= limit:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    stem, dot, ext = name.rpartition(".")
+    suffix = f".{ext}" if dot and stem and 0 < len(ext.encode()) <= 16 else ""
+    room = limit - len(digest) - 1 - len(suffix.encode())
+    head = raw[:room].decode("utf-8", "ignore")
+    return f"{head}-{digest}{suffix}"
+
+
+def safe_relpath(key: str) -> str:
+    """A '/'-separated key as a relative local path whose every component fits a local file system."""
+    return "/".join(safe_name(part) for part in key.split("/") if part)
+
+
 class LocalStorage:
-    """Storage rooted at a local folder. Writes are atomic (temp file + rename)."""
+    """Storage rooted at a local folder. Writes are atomic (temp file + rename).
+
+    Nothing outside the root is read: listings skip symbolic links that lead outside it (each one is
+    recorded in `refused` with the reason, for the caller to warn about) and do not follow links to
+    folders; reading a bag (`local_path`, `read_bytes`, `download_file`) resolves links and refuses
+    the same way.
+    """
 
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser().resolve()
         self.root_uri = str(self.root)
+        self.refused: list[tuple[str, str]] = []  # (key, why) of entries the last listing skipped
+
+    def _contains(self, real: str) -> bool:
+        return real == self.root_uri or real.startswith(self.root_uri.rstrip("/") + "/")
+
+    def _inside(self, key: str) -> Path:
+        """The path of `key`, refusing one that is (or passes through) a link leading outside the root."""
+        path = self._path(key)
+        real = os.path.realpath(path)
+        if not self._contains(real):
+            raise OutsideRootError(f"{path}: a symbolic link to {real}, outside {self.root}; not read")
+        return path
 
     def _path(self, key: str) -> Path:
         # Pure string normalisation (no per-call filesystem round trips: this runs once per frame).
@@ -68,21 +157,46 @@ class LocalStorage:
         return str(self._path(key))
 
     def local_path(self, key: str) -> Path | None:
-        return self._path(key)
+        return self._inside(key)
 
     def list_files(self, prefix: str = "") -> Iterator[FileInfo]:
+        """Every file under `prefix`, depth first in name order; links leading outside the root and links to
+        folders are skipped and recorded in `refused`."""
+        self.refused = []
         base = self._path(prefix)
+        if not self._contains(os.path.realpath(base)):
+            self.refused.append((prefix, f"a symbolic link to {os.path.realpath(base)}, outside {self.root}"))
+            return
         if not base.is_dir():
             return
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            for name in sorted(filenames):
-                full = Path(dirpath) / name
+        strip = len(self.root_uri.rstrip("/")) + 1
+        stack = [str(base)]
+        while stack:
+            try:
+                with os.scandir(stack.pop()) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            subdirs = []
+            for entry in entries:
+                key = entry.path[strip:]
+                if entry.is_symlink():
+                    real = os.path.realpath(entry.path)
+                    if not self._contains(real):
+                        self.refused.append((key, f"a symbolic link to {real}, outside {self.root}"))
+                        continue
+                    if os.path.isdir(real):
+                        self.refused.append((key, "a symbolic link to a folder (not followed)"))
+                        continue
+                elif entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.path)
+                    continue
                 try:
-                    st = full.stat()
+                    st = entry.stat()
                 except FileNotFoundError:
                     continue
-                yield FileInfo(full.relative_to(self.root).as_posix(), st.st_size, f"{st.st_mtime_ns}")
+                yield FileInfo(key, st.st_size, f"{st.st_mtime_ns}")
+            stack.extend(reversed(subdirs))
 
     def list_dirs(self, prefix: str = "") -> list[str]:
         base = self._path(prefix)
@@ -92,7 +206,7 @@ class LocalStorage:
             return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
 
     def read_bytes(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        return self._inside(key).read_bytes()
 
     def read_range(self, key: str, offset: int, size: int) -> bytes:
         with open(self._path(key), "rb") as fh:
@@ -130,7 +244,7 @@ class LocalStorage:
         os.replace(tmp, path)
 
     def download_file(self, key: str, local_path: Path) -> None:
-        shutil.copyfile(self._path(key), local_path)
+        shutil.copyfile(self._inside(key), local_path)
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
@@ -149,6 +263,9 @@ class LocalStorage:
             path.unlink(missing_ok=True)
 
 
+_UNSAFE_SEGMENT = re.compile(r"(^|/)(\.\.?)?(/|$)")
+
+
 class S3Storage:
     """Storage rooted at s3://bucket/prefix; `endpoint_url` points at MinIO, moto or a VPC endpoint."""
 
@@ -160,6 +277,7 @@ class S3Storage:
         self._own_client = client is None
         self.client = client if client is not None else _s3_client(endpoint_url)
         self._lister: Any = None if self._own_client else client
+        self.refused: list[tuple[str, str]] = []  # (key, why) of objects the last listing skipped
 
     @property
     def lister(self) -> Any:
@@ -191,13 +309,22 @@ class S3Storage:
         return None
 
     def list_files(self, prefix: str = "") -> Iterator[FileInfo]:
+        """Every object under `prefix` (folder markers left out); keys that are no safe relative path (``..``
+        or empty segments) are skipped and recorded in `refused`."""
+        self.refused = []
         full = self._key(prefix)
         full = f"{full}/" if full else ""
         strip = len(self.prefix) + 1 if self.prefix else 0
         paginator = self.lister.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
             for obj in page.get("Contents", []):
-                yield FileInfo(obj["Key"][strip:], int(obj["Size"]), obj.get("ETag", "").strip('"'))
+                key = obj["Key"][strip:]
+                if key.endswith("/") or not key:  # a console "folder" marker, not a file
+                    continue
+                if _UNSAFE_SEGMENT.search(key):
+                    self.refused.append((key, "the key has '..', '.' or empty path segments"))
+                    continue
+                yield FileInfo(key, int(obj["Size"]), obj.get("ETag", "").strip('"'))
 
     def list_dirs(self, prefix: str = "") -> list[str]:
         full = self._key(prefix)
@@ -238,7 +365,10 @@ class S3Storage:
         self.client.upload_file(str(local_path), self.bucket, self._key(key))
 
     def download_file(self, key: str, local_path: Path) -> None:
-        self.client.download_file(self.bucket, self._key(key), str(local_path))
+        """Resumable: a dropped connection costs the bytes in flight (`s3_reads.download_object`)."""
+        from rosbag_assets.io.s3_reads import download_object
+
+        download_object(self.client, self.bucket, self._key(key), local_path)
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
@@ -274,13 +404,18 @@ class S3Storage:
 
 
 def _s3_client(endpoint_url: str | None, *, raw_timestamps: bool = False) -> Any:
+    """A client whose requests botocore retries on 5xx, throttling and connection errors (`retry_config`)."""
     import boto3
+
+    from rosbag_assets.io.s3_reads import retry_config
 
     session = boto3.session.Session()
     if raw_timestamps:
         factory = session._session.get_component("response_parser_factory")
         factory.set_parser_defaults(timestamp_parser=lambda value: value)
-    return session.client("s3", endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3"))
+    return session.client(
+        "s3", endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3"), config=retry_config()
+    )
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -319,7 +454,7 @@ def local_files(storage: Storage, keys: list[str], workdir: Path | None = None) 
         paths = []
         common = os.path.commonpath(keys) if len(keys) > 1 else os.path.dirname(keys[0])
         for key in keys:
-            dest = tmp / os.path.relpath(key, common) if common else tmp / key
+            dest = tmp / safe_relpath(os.path.relpath(key, common) if common else key)
             dest.parent.mkdir(parents=True, exist_ok=True)
             storage.download_file(key, dest)
             paths.append(dest)

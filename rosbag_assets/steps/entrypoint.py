@@ -45,13 +45,14 @@ STEPS = (*DRIVE_STEPS, "training_dataset", "catalog", *MODEL_STEPS)
 
 def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> report.StepResult:
     """Run one step, named after its asset, with plain parameters (no Dagster involved); its metadata
-    says where it ran (``target``)."""
+    says where it ran (``target``) and every check result names the drive it is about."""
     result = _run_step(params, log)
     result.metadata.setdefault("target", report.text(where_running(params.get("target"))))
-    return result
+    drive = params.get("drive")
+    return report.traceable(result, validate_drive_name(drive)) if drive else result
 
 
-def _run_step(params: Mapping[str, Any], log: report.StepLog | None) -> report.StepResult:
+def _run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> report.StepResult:
     configure_runtime()
     if params.get("output_url"):  # where the output root is served over HTTP: pictures show inline
         os.environ[report.OUTPUT_URL_ENV] = params["output_url"]

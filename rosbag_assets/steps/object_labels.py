@@ -13,7 +13,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from rosbag_assets.io import frames, publish
-from rosbag_assets.io.storage import Storage, join_key
+from rosbag_assets.io.storage import Storage, join_key, redact, redact_text
 from rosbag_assets.steps import report
 from rosbag_assets.steps.detector_assets import is_asset_spec, resolve_asset_weights
 from rosbag_assets.steps.progress import Progress, topic_totals
@@ -123,11 +123,13 @@ def run_object_labels(
     t0 = time.perf_counter()
     version, index = frames.committed_frames(output, drive)
     chosen = frames.select_frames(index, opts.topics, opts.max_frames)
-    detector = load_detector(config, s3_client=s3_client, log=log.warning)
+    detector = load_detector(config, s3_client=s3_client, log=lambda msg: log.warning(redact_text(msg)))
     if asset_uri is not None:
         detector.weights_uri = asset_uri
     if detector.fallback_reason:
-        log.warning(f"object_labels for {drive} use {detector.model_name}: {detector.fallback_reason}")
+        log.warning(
+            f"object_labels for {drive} use {detector.model_name}: {redact_text(detector.fallback_reason)}"
+        )
     log.info(f"detecting with {detector.model_name} on {len(chosen)} frames of {drive}")
     road = load_road(output, drive, version.version, log)
 
@@ -171,9 +173,9 @@ def run_object_labels(
     staging.write_bytes("preview.jpg", sheet)
     model = {
         "model": detector.model_name,
-        "weights_uri": detector.weights_uri,
+        "weights_uri": redact(detector.weights_uri),
         "weights_sha256": detector.weights_sha256,
-        "fallback_reason": detector.fallback_reason,
+        "fallback_reason": redact_text(detector.fallback_reason or "") or None,
     }
     checks = label_checks(output, version, index, labels)
     rejected = report.blocking_failures(checks)
@@ -183,7 +185,7 @@ def run_object_labels(
             "frames_version": version.version,
             "labels": len(labels),
             **model,
-            "config": asdict(config),
+            "config": asdict(config) | {"weights": redact(config.weights)},
         },
         rejected,
     )
@@ -198,7 +200,7 @@ def run_object_labels(
             [("class", "string"), ("count", "int")],
         ),
         "model": report.text(detector.model_name),
-        "weights": report.text(detector.weights_uri),
+        "weights": report.text(redact(detector.weights_uri)),
         "weights_sha256": report.text(detector.weights_sha256 or ""),
         "device": report.text(getattr(detector, "device", "cpu")),
         "runtime": report.text(getattr(detector, "runtime", "opencv")),
@@ -217,7 +219,7 @@ def run_object_labels(
     }
     if detector.fallback_reason:
         metadata["fallback_reason"] = report.md(
-            f"**Configured weights unavailable.** {detector.fallback_reason}"
+            f"**Configured weights unavailable.** {redact_text(detector.fallback_reason)}"
         )
     metadata.update(report.publication(staging.uri(), rejected))
     return report.StepResult(
@@ -287,7 +289,7 @@ def _label_row(drive: str, row: dict[str, Any], w: int, h: int, det: Any, detect
         "x2n": det.x2 / w,
         "y2n": det.y2 / h,
         "model": detector.model_name,
-        "weights_uri": detector.weights_uri,
+        "weights_uri": redact(detector.weights_uri),
         "weights_sha256": detector.weights_sha256,
     }
 

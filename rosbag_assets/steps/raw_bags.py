@@ -11,9 +11,17 @@ import pandas as pd
 
 from rosbag_assets.io import publish
 from rosbag_assets.io.bag_index import bin_width_ns, message_times, rate_rows
-from rosbag_assets.io.bags import EMPTY_START, BagReadError, bag_uri, describe_error, open_bag
+from rosbag_assets.io.bags import (
+    EMPTY_START,
+    BagReadError,
+    RecoveredBag,
+    bag_uri,
+    describe_error,
+    not_the_bags_fault,
+    open_bag,
+)
 from rosbag_assets.io.drives import BagRef, drive_fingerprint, find_bags
-from rosbag_assets.io.storage import Storage, join_key
+from rosbag_assets.io.storage import Storage, join_key, redact
 from rosbag_assets.steps import report
 from rosbag_assets.vision.preview import png_bytes
 from rosbag_assets.vision.timeline import draw_timeline
@@ -31,6 +39,10 @@ class BagReport:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     rates: list[dict[str, Any]] = field(default_factory=list)  # binned message counts per topic
+    read_mode: str = "normal"  # or how io.recovery read it: reindexed, sequential, mcap-ros1
+    complete: bool = True  # False: recovery could not read all of it (see stop_offset / recovery)
+    stop_offset: int | None = None  # byte where reading stops early
+    recovery: str | None = None  # one line: what recovery read and where and why it stopped
 
     @property
     def message_count(self) -> int:
@@ -38,10 +50,21 @@ class BagReport:
 
 
 def inspect_bag(storage: Storage, bag: BagRef) -> BagReport:
-    """Read a bag's index (not its messages) and report what it holds, or why it cannot be read."""
+    """Read a bag's index (not its messages) and report what it holds, or why it cannot be read.
+
+    A damaged bag that `io.recovery` can read is reported with its recovered topics and counts, its read
+    mode and, when something is left unread, where reading stops.
+    """
     bag_report = BagReport(bag, bag_uri(storage, bag))
     try:
         with open_bag(storage, bag) as reader:
+            if isinstance(reader, RecoveredBag):
+                rec = reader.recovery
+                bag_report.read_mode, bag_report.complete = rec.mode, rec.complete
+                bag_report.stop_offset, bag_report.recovery = rec.stop_offset, rec.summary()
+                bag_report.warnings.append(
+                    f"recovered {'whole' if rec.complete else 'in part'}: {rec.summary()}"
+                )
             per_topic: dict[str, list[Any]] = defaultdict(lambda: [None, 0])
             for conn in reader.connections:
                 entry = per_topic[conn.topic]
@@ -55,6 +78,8 @@ def inspect_bag(storage: Storage, bag: BagRef) -> BagReport:
         bag_report.error = str(exc)
         return bag_report
     except Exception as exc:  # a reader bug or corrupt index: still name the bag
+        if not_the_bags_fault(exc):  # the network or this machine failed, not the bag: fail the step
+            raise
         bag_report.error = f"{bag_report.uri}: {describe_error(exc)}"
         return bag_report
     if not bag_report.message_count:
@@ -101,6 +126,10 @@ def bag_rows(drive: str, reports: list[BagReport]) -> tuple[list[dict[str, Any]]
                 "fingerprint": rep.bag.fingerprint(),
                 "ok": rep.error is None,
                 "error": rep.error,
+                "read_mode": rep.read_mode if rep.error is None else None,
+                "complete": rep.complete and rep.error is None,
+                "stop_offset": rep.stop_offset,
+                "recovery": rep.recovery,
             }
         )
         for topic, (msgtype, count) in rep.topics.items():
@@ -126,6 +155,10 @@ BAG_COLUMNS = [
     "fingerprint",
     "ok",
     "error",
+    "read_mode",
+    "complete",
+    "stop_offset",
+    "recovery",
 ]
 TOPIC_COLUMNS = ["drive", "bag", "topic", "msgtype", "count"]
 RATE_COLUMNS = ["bag", "topic", "start_ns", "bin_ns", "count"]
@@ -143,8 +176,9 @@ def run_raw_bags(
     log = log or report.default_log()
     t0 = time.perf_counter()
     bags, skipped = find_bags(source.list_files(""))
-    for name, reason in skipped:
-        log.warning(f"{source.uri(name)}: skipped, {reason}")
+    skipped = list(getattr(source, "refused", [])) + skipped  # links leading outside the drive
+    for name, reason in skipped:  # named by the root (a hostile key may not pass `uri`)
+        log.warning(f"{source.root_uri}/{name}: skipped, {reason}")
     if not bags:
         raise BagReadError(
             f"{source.root_uri}: no bags found in drive {drive!r} (looked for .bag, .db3, .mcap)"
@@ -171,13 +205,18 @@ def run_raw_bags(
     readable = [rep for rep in reports if rep.error is None]
     manifest = {
         "drive": drive,
-        "source": source.root_uri,
+        "source": redact(source.root_uri),
         "fingerprint": fingerprint,
         "bags": [
             {
                 "name": rep.bag.name,
                 "format": rep.bag.format,
                 "ok": rep.error is None,
+                "error": rep.error,
+                "read_mode": rep.read_mode,
+                "complete": rep.complete and rep.error is None,
+                "stop_offset": rep.stop_offset,
+                "recovery": rep.recovery,
                 "keys": [f.key for f in rep.bag.files],
                 "bytes": rep.bag.bytes,
                 "has_metadata": rep.bag.has_metadata,
@@ -195,11 +234,13 @@ def run_raw_bags(
     metadata = {
         "bags": report.integer(len(reports)),
         "unreadable_bags": report.integer(len(reports) - len(readable)),
+        "recovered_bags": report.integer(sum(1 for rep in readable if rep.read_mode != "normal")),
+        "partly_readable_bags": report.integer(sum(1 for rep in readable if not rep.complete)),
         "skipped_files": report.integer(len(skipped)),
         "bytes": report.integer(sum(rep.bag.bytes for rep in reports)),
         "messages": report.integer(sum(rep.message_count for rep in reports)),
         "duration_s": report.number(sum((row["duration_s"] or 0.0) for row in bag_table), digits=2),
-        "source": report.uri_value(source.root_uri),
+        "source": report.uri_value(redact(source.root_uri)),
         "inventory": report.uri_value(uri),
         "drive_fingerprint": report.text(fingerprint),
         "timeline": report.picture(
@@ -215,6 +256,8 @@ def run_raw_bags(
                 ("messages", "int"),
                 ("image_topics", "string"),
                 ("ok", "bool"),
+                ("read_mode", "string"),
+                ("complete", "bool"),
                 ("error", "string"),
             ],
         ),
@@ -224,16 +267,20 @@ def run_raw_bags(
         ),
         "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
     }
-    problems = [rep.error for rep in reports if rep.error] + [f"{n}: {why}" for n, why in skipped]
+    recovered = [rep.recovery or rep.uri for rep in readable if rep.read_mode != "normal"]
+    problems = [rep.error for rep in reports if rep.error] + recovered + [f"{n}: {why}" for n, why in skipped]
     if problems:
         metadata["problems"] = report.md("\n".join(f"- {p}" for p in problems))
     checks = [
         report.CheckOutcome(
             "all_bags_readable",
-            passed=not any(rep.error for rep in reports),
-            description="every bag in the drive opens and its index reads",
+            passed=not any(rep.error for rep in reports) and not recovered,
+            description="every bag in the drive opens and its index reads (a recovered bag counts as a failure)",
             severity="WARN",
-            metadata={"unreadable": report.json_value([rep.error for rep in reports if rep.error])},
+            metadata={
+                "unreadable": report.json_value([rep.error for rep in reports if rep.error]),
+                "recovered": report.json_value(recovered),
+            },
         )
     ]
     return report.StepResult(metadata=metadata, checks=checks, data_version=fingerprint)

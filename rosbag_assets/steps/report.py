@@ -128,6 +128,15 @@ def default_log(name: str = "rosbag_assets") -> StepLog:
     return logging.getLogger(name)
 
 
+def traceable(result: StepResult, drive: str) -> StepResult:
+    """Every check result names its partition: ``drive`` in its metadata, the drive in its description."""
+    for check in result.checks:
+        check.metadata.setdefault("drive", text(drive))
+        if not check.description.startswith(f"drive {drive}:"):
+            check.description = f"drive {drive}: {check.description}"
+    return result
+
+
 def blocking_failures(checks: Sequence[CheckOutcome]) -> list[str]:
     """Names of the failed checks that block publication (severity ERROR); see `publish.Draft.commit`."""
     return [c.name for c in checks if not c.passed and c.severity == "ERROR"]

@@ -21,6 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from rosbag_assets.io.storage import redact, redact_text
+
 OFFLINE_ENV_VARS = ("YOLO_OFFLINE", "ROSBAG_ASSETS_OFFLINE")
 CACHE_ENV_VAR = "ROSBAG_ASSETS_WEIGHTS_CACHE"
 HTTP_TIMEOUT_S = 60.0
@@ -106,7 +108,7 @@ def _resolve_s3(uri: str, cache_dir: Path, s3_client: Any) -> Path:
         s3_client.download_file(bucket, key, str(tmp))
         os.replace(tmp, target)
     except Exception as exc:
-        raise WeightsUnavailableError(f"cannot download {uri}: {type(exc).__name__}: {exc}") from exc
+        raise WeightsUnavailableError(f"cannot download {redact(uri)}: {type(exc).__name__}: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return target
@@ -120,7 +122,7 @@ def _resolve_http(url: str, cache_dir: Path, offline: bool) -> Path:
         return target
     if offline:
         raise WeightsUnavailableError(
-            f"cannot download {url}: not cached in {target.parent} and downloads are disabled (offline)"
+            f"cannot download {redact(url)}: not cached in {target.parent} and downloads are disabled (offline)"
         )
     tmp = _atomic_target(target)
     try:
@@ -128,7 +130,9 @@ def _resolve_http(url: str, cache_dir: Path, offline: bool) -> Path:
             shutil.copyfileobj(resp, fh, _CHUNK)
         os.replace(tmp, target)
     except (OSError, urllib.error.URLError, ValueError) as exc:
-        raise WeightsUnavailableError(f"cannot download {url}: {type(exc).__name__}: {exc}") from exc
+        raise WeightsUnavailableError(
+            f"cannot download {redact(url)}: {type(exc).__name__}: {redact_text(str(exc))}"
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return target

@@ -17,17 +17,22 @@ import time
 from typing import Any
 
 from rosbag_assets.io import publish
+from rosbag_assets.io.drives import BagRef
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report, runtime
 from rosbag_assets.steps.extracted_frames.bag import (
     BagExtraction,
+    FrameWriteError,
     extract_bag,
     select_connections,
     topic_slug,
 )
 from rosbag_assets.steps.extracted_frames.index import (
+    IncompleteDriveError,
     bags_from_inventory,
     commit_extracted_frames,
+    incomplete_error,
+    inventory_problems,
     write_part,
 )
 from rosbag_assets.steps.extracted_frames.options import (
@@ -47,6 +52,8 @@ __all__ = [
     "LAYOUTS",
     "BagExtraction",
     "ExtractedFramesOptions",
+    "FrameWriteError",
+    "IncompleteDriveError",
     "bag_parallelism",
     "bags_from_inventory",
     "commit_extracted_frames",
@@ -75,6 +82,10 @@ def run_extracted_frames(
 
     With ``commit=False`` and a shared `version`, several workers (e.g. one Batch array child per bag) can
     each write their bag's part; a final call with ``bag_names=[]`` and ``commit=True`` merges and commits.
+
+    Bags the inventory found unreadable or readable only in part fail the step before anything is
+    extracted (IncompleteDriveError naming each one) unless `allow_partial` is set. A failed run started
+    here removes its own draft; the version that was current stays current.
     """
     log = log or report.default_log()
     opts = ExtractedFramesOptions.from_dict(options)
@@ -82,8 +93,38 @@ def run_extracted_frames(
     t0 = time.perf_counter()
     _, inventory = publish.require_current(output, join_key(drive, "raw_bags"))
     bags = bags_from_inventory(inventory)
+    problems = inventory_problems(inventory)
+    if problems and commit and not opts.allow_partial:
+        raise incomplete_error(drive, problems, "found by raw_bags")
+    unreadable = [p for p in problems if p["bag"] not in {b.name for b in bags}]
     asset_prefix = join_key(drive, "extracted_frames")
     staging = publish.begin(output, asset_prefix, run_id, version)
+    try:
+        return _extract_and_commit(
+            drive, source, staging, bags, bag_names, opts, commit, log, t0, unreadable, inventory
+        )
+    except BaseException:
+        if version is None and not staging.storage.exists(staging.key(publish.MANIFEST)):
+            try:  # our own draft, never committed: free its space (a full disk, an incomplete drive)
+                staging.abort()
+            except Exception as exc:
+                log.warning(f"could not remove the failed draft {staging.uri()}: {exc}")
+        raise
+
+
+def _extract_and_commit(
+    drive: str,
+    source: Storage,
+    staging: publish.Draft,
+    bags: list[BagRef],
+    bag_names: list[str] | None,
+    opts: ExtractedFramesOptions,
+    commit: bool,
+    log: report.StepLog,
+    t0: float,
+    unreadable: list[dict[str, str]],
+    inventory: dict[str, Any],
+) -> report.StepResult:
     todo = bags if bag_names is None else [b for b in bags if b.name in bag_names]
     if bag_names is not None and len(todo) != len(bag_names):
         unknown = sorted(set(bag_names) - {b.name for b in bags})
@@ -104,5 +145,11 @@ def run_extracted_frames(
             metadata={"bags_extracted": report.integer(len(todo)), "version": report.text(staging.version)}
         )
     return commit_extracted_frames(
-        drive=drive, staging=staging, bags=bags, opts=opts, log=log, elapsed_s=time.perf_counter() - t0
+        drive=drive,
+        staging=staging,
+        bags=bags,
+        opts=opts,
+        log=log,
+        elapsed_s=time.perf_counter() - t0,
+        unreadable=unreadable,
     )

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from rosbag_assets.io import publish
+from rosbag_assets.io.bags import BagReadError
 from rosbag_assets.io.drives import BagRef
 from rosbag_assets.io.storage import FileInfo
 from rosbag_assets.steps import report
@@ -19,6 +20,11 @@ from rosbag_assets.steps.extracted_frames.bag import BagExtraction, topic_slug
 from rosbag_assets.steps.extracted_frames.options import INDEX_COLUMNS, ExtractedFramesOptions
 
 PREVIEW_TILES = 6
+
+
+class IncompleteDriveError(BagReadError):
+    """Bags of the drive that cannot be read, or only in part, and `allow_partial` is not set: names every
+    one; nothing is published."""
 
 
 def _part_key(bag: BagRef) -> str:
@@ -38,6 +44,12 @@ def write_part(staging: publish.Draft, bag: BagRef, extraction: BagExtraction) -
         "errors": extraction.errors,
         "topics_seen": extraction.topics_seen,
         "seconds": extraction.seconds,
+        "read_mode": extraction.read_mode,
+        "complete": extraction.complete,
+        "read_error": extraction.read_error,
+        "undecodable": extraction.undecodable,
+        "first_undecodable": extraction.first_undecodable,
+        "zero_stamps": extraction.zero_stamps,
     }
 
     staging.write_bytes(f"index/part-{bag.slug}.json", json.dumps(bag_report).encode())
@@ -52,6 +64,26 @@ def bags_from_inventory(manifest: dict[str, Any]) -> list[BagRef]:
     ]
 
 
+def inventory_problems(manifest: dict[str, Any]) -> list[dict[str, str]]:
+    """``{"bag", "problem"}`` for each bag the committed `raw_bags` version found unreadable or readable only
+    in part (a damaged bag that recovery could read up to some point)."""
+    problems = []
+    for b in manifest["bags"]:
+        if not b["ok"]:
+            problems.append({"bag": b["name"], "problem": b.get("error") or "unreadable"})
+        elif not b.get("complete", True):
+            problems.append({"bag": b["name"], "problem": f"recovered in part: {b.get('recovery') or ''}"})
+    return problems
+
+
+def incomplete_error(drive: str, problems: list[dict[str, str]], when: str) -> IncompleteDriveError:
+    lines = "\n".join(f"  - {p['bag']}: {p['problem']}" for p in problems)
+    return IncompleteDriveError(
+        f"drive {drive}: {len(problems)} bag(s) cannot be read whole ({when}); nothing was published. "
+        f"Set allow_partial to publish what can be read, with the all_bags_extracted check failed:\n{lines}"
+    )
+
+
 def commit_extracted_frames(
     *,
     drive: str,
@@ -60,8 +92,14 @@ def commit_extracted_frames(
     opts: ExtractedFramesOptions,
     log: report.StepLog,
     elapsed_s: float | None = None,
+    unreadable: list[dict[str, str]] | None = None,
 ) -> report.StepResult:
-    """Merge per-bag parts into ``index.parquet``, evaluate checks and commit the version."""
+    """Merge per-bag parts into ``index.parquet``, evaluate checks and commit the version.
+
+    `unreadable`: bags of the drive that were not extracted because they cannot be opened. When any bag is
+    missing or was read only in part, this raises IncompleteDriveError before committing, unless
+    `opts.allow_partial`: then the version is committed (and made current) with `all_bags_extracted` failed.
+    """
 
     frames, reports = [], []
     for bag in bags:
@@ -101,7 +139,28 @@ def commit_extracted_frames(
         }
         for t in sorted(set(topics_seen) | set(per_topic.index))
     ]
+    incomplete = list(unreadable or []) + [
+        {"bag": rep["bag"], "problem": rep.get("read_error") or "read in part"}
+        for rep in reports
+        if not rep.get("complete", True) or rep.get("read_error")
+    ]
+    if incomplete and not opts.allow_partial:
+        raise incomplete_error(drive, incomplete, "found while extracting")
+    undecodable: dict[str, int] = defaultdict(int)
+    first_undecodable: dict[str, str] = {}
+    zero_stamps: dict[str, int] = defaultdict(int)
+    for rep in reports:
+        for topic, count in rep.get("undecodable", {}).items():
+            undecodable[topic] += count
+            first_undecodable.setdefault(topic, rep["first_undecodable"][topic])
+        for topic, count in rep.get("zero_stamps", {}).items():
+            zero_stamps[topic] += count
+    for row in per_topic_rows:
+        row["undecodable"] = undecodable.get(row["topic"], 0)
+        row["zero_stamps"] = zero_stamps.get(row["topic"], 0)
+    skipped = {t: {"count": n, "first": first_undecodable[t]} for t, n in sorted(undecodable.items())}
     errors = [e for rep in reports for e in rep["errors"]]
+    errors += [f"{p['bag']}: not extracted: {p['problem']}" for p in unreadable or []]
     silent = [t["topic"] for t in per_topic_rows if t["messages"] > 0 and t["frames"] == 0]
     empty = [t["topic"] for t in per_topic_rows if t["messages"] == 0]
     if opts.topics:
@@ -123,16 +182,40 @@ def commit_extracted_frames(
             },
         ),
         report.CheckOutcome(
+            "all_bags_extracted",
+            passed=not incomplete,
+            description=(
+                "every bag of the drive was read to its end"
+                if not incomplete
+                else f"{len(incomplete)} bag(s) not read whole: {', '.join(p['bag'] for p in incomplete)}; "
+                "allow_partial is set, so this version was still made current"
+            ),
+            metadata={"incomplete_bags": report.json_value(incomplete)},
+        ),
+        report.CheckOutcome(
             "no_extraction_errors",
             passed=not errors,
             severity="WARN",
-            description="no bag or topic failed to read or decode",
-            metadata={"errors": report.json_value(errors)},
+            description="no bag failed to read and no message failed to decode"
+            + (f"; {sum(undecodable.values())} undecodable message(s) skipped" if undecodable else ""),
+            metadata={"errors": report.json_value(errors), "skipped_messages": report.json_value(skipped)},
         ),
     ]
     previews = topic_previews(staging, index, drive, log)
-    manifest = {"drive": drive, "frames": len(index), "options": opts.model_dump(), "errors": errors}
-    rejected = report.blocking_failures(checks)
+    manifest = {
+        "drive": drive,
+        "frames": len(index),
+        "options": opts.model_dump(),
+        "errors": errors,
+        "incomplete_bags": incomplete,
+        "skipped_messages": skipped,
+    }
+    # with allow_partial, an incomplete drive is published on purpose: that failure alone does not gate it
+    rejected = [
+        name
+        for name in report.blocking_failures(checks)
+        if not (opts.allow_partial and name == "all_bags_extracted")
+    ]
     uri = staging.commit(manifest, rejected)
     log.info(f"{'committed' if not rejected else 'kept (not published)'} {len(index)} frames at {uri}")
     total_bytes = int(index["bytes"].sum()) if len(index) else 0
@@ -149,8 +232,14 @@ def commit_extracted_frames(
                 ("frames", "int"),
                 ("bytes", "int"),
                 ("size", "string"),
+                ("undecodable", "int"),
+                ("zero_stamps", "int"),
             ],
         ),
+        "undecodable_messages": report.integer(sum(undecodable.values())),
+        "skipped_messages": report.json_value(skipped),
+        "frames_without_stamp": report.json_value(dict(sorted(zero_stamps.items()))),
+        "incomplete_bags": report.integer(len(incomplete)),
         "skipped_by_rate": report.integer(sum(rep["skipped_rate"] for rep in reports)),
         "skipped_by_window": report.integer(sum(rep["skipped_window"] for rep in reports)),
         "index": report.uri_value(staging.uri("index.parquet")),

@@ -74,6 +74,12 @@ class ExtractedFramesOptions(BaseModel):
     max_in_flight: int = Field(
         default=0, ge=0, description="Frames being encoded at once (bounds memory); 0 = 4 x workers."
     )
+    allow_partial: bool = Field(
+        default=False,
+        description="Publish even when bags cannot be read, or only in part (damaged, cut short): the "
+        "version is made current with the all_bags_extracted check failed and naming each such bag. "
+        "Default: the step fails, naming them, and nothing is published.",
+    )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ExtractedFramesOptions:

@@ -345,4 +345,4 @@ def test_sample_drive_from_bags_to_search(small_sample_landing: Path, tmp_path: 
     assert {b.rstrip("/") for b in hits.rows["bag"]} == {sd.ROS1_BAG, sd.ROS2_BAG}
     sheet = tmp_path / "sheet.jpg"
     assert write_sheet(db, hits.rows, sheet, max_frames=4) == 4  # read from the tar shards by byte range
-    assert cv2.imread(str(sheet)).shape[:2] == (180, 4 * 320)
+    assert cv2.imread(str(sheet)).shape[:2] == (2 * 180, 3 * 320)  # four 320-px tiles, three to a row

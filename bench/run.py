@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline-frames", type=int, default=40, help="frames per topic the baseline encodes"
     )
-    parser.add_argument("--skip", default="", help="comma separated: extract,parallel,wire,detect,scan")
+    parser.add_argument("--skip", default="", help="comma separated: extract,parallel,wire,lanes,topics,detect,scan")
     parser.add_argument("--drives", type=int, default=10_000, help="drives in the landing root for the scan")
     parser.add_argument("--detect-frames", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3, help="runs per workload; the median is reported")
@@ -222,6 +222,17 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n## wire parser: hand-written Image/CompressedImage parser vs rosbags on a memoryview")
         bench_wire(["--mb", str(int(min(sizes) * 1024)), "--repeat", str(args.repeat)])
+    if "lanes" not in skip:
+        from bench.lane_model import measure as bench_lanes
+
+        results["lanes"] = bench_lanes(repeats=args.repeat)
+        print("\n## lanes: our TwinLiteNet backend vs a bare ONNX Runtime session (same frames)")
+        print_table([results["lanes"]], list(results["lanes"]))
+    if "topics" not in skip:
+        from bench.topic_tables import main as bench_topic_tables
+
+        print("\n## topic_tables: Parquet tables of every non-image topic vs reading and deserialising them")
+        bench_topic_tables(["--size-mb", str(int(min(sizes) * 1024)), "--repeat", str(args.repeat)])
     if "detect" not in skip:
         from bench.detect import bench_detect
 

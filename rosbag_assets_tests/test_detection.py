@@ -460,7 +460,7 @@ def test_pt_weights_run_on_onnx_runtime_on_cpu(tmp_path: Path) -> None:
     assert again.runtime == "onnxruntime" and exported.stat().st_mtime_ns == stamp  # reused, not re-exported
 
     torch_run = load_detector(DetectorConfig(**{**config.__dict__, "cpu_runtime": "torch"}))
-    assert torch_run.runtime == "ultralytics"
+    assert torch_run.runtime == "torch"  # says what ran: PyTorch, not its ONNX export
     bus = _read("bus.jpg")
     a, b = onnx.detect_batch([bus])[0], torch_run.detect_batch([bus])[0]
     assert len(a) > 0 and len(b) > 0

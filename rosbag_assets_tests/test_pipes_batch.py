@@ -159,7 +159,7 @@ def test_single_bag_drive_runs_plain_jobs_with_pipes(batch: Batch, tmp_path: Pat
     assert "log-events" in mat.metadata["AWS Batch log URL"].url
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["every_image_topic_has_frames"] and checks["all_bags_readable"]
-    assert any("committed" in m and "frames to" in m for m in _messages(result))  # forwarded job log
+    assert any("committed" in m and "frames at" in m for m in _messages(result))  # forwarded job log
 
 
 @pytest.mark.slow

@@ -242,7 +242,7 @@ def test_ui_shows_pictures_and_what_ran(playwright_sync, dagster_dev, served_out
             skip.click()
         except playwright_sync.TimeoutError:
             pass
-        page.get_by_text("drive_report", exact=False).first.wait_for()  # the step list has loaded
+        page.get_by_text("raw_bags", exact=False).first.wait_for()  # the step list has loaded (the first step)
         page.screenshot(path=str(ARTIFACTS / "run.png"))
         assert status == "SUCCESS", f"run {run_id} ended {status}; see {ARTIFACTS}/dagster_dev.log"
 

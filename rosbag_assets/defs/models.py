@@ -8,7 +8,7 @@ import dagster as dg
 
 from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.datasets import training_dataset
-from rosbag_assets.defs.policies import RETRY, check
+from rosbag_assets.defs.policies import RETRY, check, run_step
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.steps.detector_assets import DetectorExportStepOptions, DetectorModelStepOptions
 
@@ -46,8 +46,7 @@ def detector_model(
     storage: DriveStorage,
     compute: ComputeTargets,
 ):
-    params = storage.step_params("detector_model", None, context.run.run_id, config.model_dump())
-    return compute.for_asset("detector_model").run(context, params)
+    return run_step(context, storage, compute, config)
 
 
 @dg.asset(
@@ -70,8 +69,7 @@ def detector_export(
     storage: DriveStorage,
     compute: ComputeTargets,
 ):
-    params = storage.step_params("detector_export", None, context.run.run_id, config.model_dump())
-    return compute.for_asset("detector_export").run(context, params)
+    return run_step(context, storage, compute, config)
 
 
 # Dagster creates `default_automation_condition_sensor` for any automation condition but leaves it stopped

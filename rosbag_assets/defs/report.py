@@ -6,7 +6,7 @@ from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.drives import extracted_frames, raw_bags
 from rosbag_assets.defs.labels import lane_labels, object_labels
 from rosbag_assets.defs.partitions import drives
-from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, described
+from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, described, run_step
 from rosbag_assets.defs.resources import DriveStorage
 
 
@@ -23,5 +23,4 @@ from rosbag_assets.defs.resources import DriveStorage
     ),
 )
 def drive_report(context: dg.AssetExecutionContext, storage: DriveStorage, compute: ComputeTargets):
-    params = storage.step_params("drive_report", context.partition_key, context.run.run_id)
-    return compute.for_asset("drive_report").run(context, params)
+    return run_step(context, storage, compute)

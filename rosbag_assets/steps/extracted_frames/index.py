@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from collections import defaultdict
 from typing import Any
@@ -267,26 +268,42 @@ def topic_previews(
 ) -> dict[str, report.MetadataValue]:
     """A contact sheet per camera topic (frames spread evenly over the drive), stored as
     ``previews/<topic>.jpg`` and returned as metadata pictures ``preview <topic>``. A frame that cannot be
-    decoded is left out of its sheet with a warning; it never fails the step."""
-    from rosbag_assets.io.frames import read_frame_bytes
+    decoded is left out of its sheet with a warning; it never fails the step. Tiles are decoded on a thread
+    pool (OpenCV releases the GIL): on a small drive the sheets are a fixed cost worth hiding."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from rosbag_assets.vision import preview
 
-    out = {}
+    picked = []
     for topic, rows in index.groupby("topic", sort=True):
         picks = np.unique(np.linspace(0, len(rows) - 1, min(per_topic, len(rows))).round().astype(int))
-        tiles = []
-        for row in rows.iloc[picks].to_dict("records"):
-            try:
-                img = preview.thumbnail(read_frame_bytes(staging.storage, staging, row))
-            except Exception as exc:
-                log.warning(f"preview of {topic}: frame {row['frame_key']} not shown ({exc})")
-                continue
-            stamp = time.strftime("%H:%M:%S", time.gmtime(row["stamp_ns"] / 1e9))
-            tiles.append(preview.caption(img, f"{stamp} {row['width']}x{row['height']} {row['encoding']}"))
-        sheet = preview.jpeg_bytes(preview.contact_sheet(tiles))
+        picked.append((str(topic), rows.iloc[picks].to_dict("records")))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        tiles = [
+            (topic, list(pool.map(lambda row: _preview_tile(staging, row), rows))) for topic, rows in picked
+        ]
+    out = {}
+    for topic, results in tiles:
+        for problem in (r for r in results if isinstance(r, str)):
+            log.warning(f"preview of {topic}: {problem}")
+        sheet = preview.jpeg_bytes(preview.contact_sheet([r for r in results if not isinstance(r, str)]))
         key = staging.write_bytes(f"previews/{topic_slug(topic)}.jpg", sheet)
         out[f"preview {topic}"] = report.picture(sheet, f"{drive} {topic}", key)
     return out
+
+
+def _preview_tile(staging: publish.Draft, row: dict[str, Any]) -> np.ndarray | str:
+    """One captioned contact-sheet tile, or why the frame is not shown."""
+    from rosbag_assets.io.frames import read_frame_bytes
+    from rosbag_assets.vision import preview
+
+    try:
+        data = read_frame_bytes(staging.storage, staging, row)
+        img = preview.thumbnail(data, int(row["width"]), preview.TILE_WIDTH)
+    except Exception as exc:
+        return f"frame {row['frame_key']} not shown ({exc})"
+    stamp = time.strftime("%H:%M:%S", time.gmtime(row["stamp_ns"] / 1e9))
+    return preview.caption(img, f"{stamp} {row['width']}x{row['height']} {row['encoding']}")
 
 
 def _index_version(index: pd.DataFrame) -> str:

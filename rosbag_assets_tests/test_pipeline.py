@@ -230,10 +230,18 @@ def test_launchpad_config_is_the_step_options_model() -> None:
         undocumented = [name for name, field in options.model_fields.items() if not field.description]
         assert not undocumented, f"{options.__name__}: fields without a description: {undocumented}"
         options.model_validate(config().model_dump())
-    with pytest.raises(ValueError, match="jpeg_quality"):
-        ExtractedFramesOptions.from_dict({"jpeg_quality": 0})
-    with pytest.raises(ValueError, match="extra"):
-        ExtractedFramesOptions.from_dict({"jpeg_qualty": 80})
+
+
+def test_a_mistyped_or_invalid_option_fails_the_step_before_any_work(tmp_path: Path) -> None:
+    """A params file or Pipes extras with a typo fails naming the field, and nothing is written."""
+    from rosbag_assets.io.storage import LocalStorage
+    from rosbag_assets.steps.extracted_frames import run_extracted_frames
+
+    out = LocalStorage(tmp_path / "out")
+    for options, field in [({"jpeg_quality": 0}, "jpeg_quality"), ({"jpeg_qualty": 80}, "jpeg_qualty")]:
+        with pytest.raises(ValueError, match=field):
+            run_extracted_frames(drive="d", source=LocalStorage(tmp_path), output=out, options=options)
+    assert not (tmp_path / "out").exists()
 
 
 def test_only_defs_and_compute_import_dagster() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from rosbag_assets.io import publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
+from rosbag_assets.steps.step import Step, step_runner
 
 REPORT_DIR = "report"
 FRAMES_PER_TOPIC = 6
@@ -193,24 +194,17 @@ def build_report(output: Storage, drive: str) -> tuple[str, dict[str, Any]]:
     return page, summary
 
 
-def run_drive_report(
-    *,
-    drive: str,
-    output: Storage,
-    options: dict[str, Any] | None = None,
-    run_id: str | None = None,
-    log: report.StepLog | None = None,
-) -> report.StepResult:
+@step_runner()
+def run_drive_report(step: Step) -> report.StepResult:
     """Build the drive's HTML report and publish it under ``<drive>/report/``."""
-    log = log or report.default_log()
-    t0 = time.perf_counter()
+    drive, output, log = step.drive, step.output, step.log
     page, summary = build_report(output, drive)
     if len(summary["missing"]) == len(UPSTREAM):
         raise FileNotFoundError(f"{output.uri(drive)}: nothing is published for drive {drive!r} yet")
     for asset in summary["missing"]:
         log.warning(f"drive_report {drive}: {asset} is not published yet; its section is left out")
-    prefix = join_key(drive, REPORT_DIR)
-    staging = publish.begin(output, prefix, run_id)
+    prefix = step.key(REPORT_DIR)
+    staging = step.begin(REPORT_DIR)
     data = page.encode()
     staging.write_bytes("index.html", data)
     uri = staging.commit({"drive": drive, **summary})
@@ -224,7 +218,7 @@ def run_drive_report(
         "page_mb": report.number(len(data) / 1e6, digits=2),
         "frames_shown": report.integer(summary.get("frames_shown", 0)),
         "sources": report.json_value(summary["sources"]),
-        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
+        "elapsed_s": step.elapsed(),
     }
     if summary["missing"]:
         metadata["missing"] = report.text(", ".join(summary["missing"]))

@@ -13,6 +13,7 @@ runs part ``AWS_BATCH_JOB_ARRAY_INDEX`` of the plan in its extras.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -52,6 +53,27 @@ def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> re
     return report.traceable(result, validate_drive_name(drive)) if drive else result
 
 
+# Each step's plain-Python runner, imported only when that step runs (a step's process pays for its own imports).
+RUNNERS = {
+    "raw_bags": "rosbag_assets.steps.raw_bags:run_raw_bags",
+    "extracted_frames": "rosbag_assets.steps.extracted_frames:run_extracted_frames",
+    "object_labels": "rosbag_assets.steps.object_labels:run_object_labels",
+    "lane_labels": "rosbag_assets.steps.lane_labels:run_lane_labels",
+    "anonymized_frames": "rosbag_assets.steps.anonymized_frames:run_anonymized_frames",
+    "drive_report": "rosbag_assets.steps.drive_report:run_drive_report",
+    "topic_tables": "rosbag_assets.steps.topic_tables.run:run_topic_tables",
+    "drive_timeline": "rosbag_assets.steps.timeline_steps:run_drive_timeline",
+    "scenes": "rosbag_assets.steps.timeline_steps:run_scenes",
+    "foxglove": "rosbag_assets.steps.foxglove:run_foxglove",
+    "training_dataset": "rosbag_assets.steps.training_dataset.run:run_training_dataset",
+    "catalog": "rosbag_assets.steps.catalog_step:run_catalog",
+    "detector_model": "rosbag_assets.steps.detector_assets:run_detector_model",
+    "detector_export": "rosbag_assets.steps.detector_assets:run_detector_export",
+}
+READS_SOURCE = ("raw_bags", "extracted_frames", "topic_tables")  # steps that read the drive's bags
+READS_S3_DIRECTLY = ("training_dataset", "catalog")  # steps that open s3:// locations themselves
+
+
 def _run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> report.StepResult:
     configure_runtime()
     if params.get("output_url"):  # where the output root is served over HTTP: pictures show inline
@@ -60,76 +82,26 @@ def _run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> r
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; expected one of {STEPS}")
     endpoint = params.get("s3_endpoint_url")
-    output = storage_from_uri(params["output"], endpoint_url=endpoint)
-    common = {
-        "output": output,
+    kwargs: dict[str, Any] = {
+        "output": storage_from_uri(params["output"], endpoint_url=endpoint),
         "options": params.get("options") or {},
         "run_id": params.get("run_id"),
         "log": log or report.default_log(),
     }
-    if step == "training_dataset":
-        from rosbag_assets.steps.training_dataset.run import run_training_dataset
-
-        return run_training_dataset(endpoint_url=endpoint, **common)
-    if step == "detector_model":
-        from rosbag_assets.steps.detector_assets import run_detector_model
-
-        return run_detector_model(**common)
-    if step == "detector_export":
-        from rosbag_assets.steps.detector_assets import run_detector_export
-
-        return run_detector_export(**common)
-    if step == "catalog":
-        from rosbag_assets.steps.catalog_step import run_catalog
-
-        return run_catalog(endpoint_url=endpoint, **common)
-    common["drive"] = validate_drive_name(params["drive"])
-    if step == "raw_bags":
-        from rosbag_assets.steps.raw_bags import run_raw_bags
-
-        common.pop("options")
-        return run_raw_bags(source=storage_from_uri(params["source"], endpoint_url=endpoint), **common)
-    if step == "extracted_frames":
-        from rosbag_assets.steps.extracted_frames import run_extracted_frames
-
-        return run_extracted_frames(
-            source=storage_from_uri(params["source"], endpoint_url=endpoint),
+    if step in DRIVE_STEPS:
+        kwargs["drive"] = validate_drive_name(params["drive"])
+    if step in READS_SOURCE:
+        kwargs["source"] = storage_from_uri(params["source"], endpoint_url=endpoint)
+    if step in READS_S3_DIRECTLY:
+        kwargs["endpoint_url"] = endpoint
+    if step == "extracted_frames":  # a share of a split run (see steps.fanout)
+        kwargs.update(
             version=params.get("version"),
             bag_names=params.get("bag_names"),
             commit=params.get("commit", True),
-            **common,
         )
-    if step == "topic_tables":
-        from rosbag_assets.steps.topic_tables.run import run_topic_tables
-
-        return run_topic_tables(source=storage_from_uri(params["source"], endpoint_url=endpoint), **common)
-    if step == "drive_timeline":
-        from rosbag_assets.steps.timeline_steps import run_drive_timeline
-
-        return run_drive_timeline(**common)
-    if step == "scenes":
-        from rosbag_assets.steps.timeline_steps import run_scenes
-
-        return run_scenes(**common)
-    if step == "foxglove":
-        from rosbag_assets.steps.foxglove import run_foxglove
-
-        return run_foxglove(**common)
-    if step == "object_labels":
-        from rosbag_assets.steps.object_labels import run_object_labels
-
-        return run_object_labels(**common)
-    if step == "anonymized_frames":
-        from rosbag_assets.steps.anonymized_frames import run_anonymized_frames
-
-        return run_anonymized_frames(**common)
-    if step == "drive_report":
-        from rosbag_assets.steps.drive_report import run_drive_report
-
-        return run_drive_report(**common)
-    from rosbag_assets.steps.lane_labels import run_lane_labels
-
-    return run_lane_labels(**common)
+    module, name = RUNNERS[step].split(":")
+    return getattr(importlib.import_module(module), name)(**kwargs)
 
 
 def report_to_pipes(pipes: Any, result: report.StepResult) -> None:

@@ -8,9 +8,7 @@ needs a seekable file) and then uploaded, so it works the same for local and S3 
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
@@ -18,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.foxglove_mcap import write_foxglove_mcap
-from rosbag_assets.io.storage import Storage, join_key
+from rosbag_assets.io.storage import join_key
 from rosbag_assets.steps import report
+from rosbag_assets.steps.step import Step, step_runner
 
 
 class FoxgloveOptions(BaseModel):
@@ -30,18 +29,10 @@ class FoxgloveOptions(BaseModel):
     compression: str | None = Field("zstd", description="MCAP chunk compression: zstd, lz4 or none")
 
 
-def run_foxglove(
-    *,
-    drive: str,
-    output: Storage,
-    options: dict[str, Any] | None = None,
-    run_id: str | None = None,
-    log: report.StepLog | None = None,
-) -> report.StepResult:
+@step_runner(FoxgloveOptions)
+def run_foxglove(step: Step[FoxgloveOptions]) -> report.StepResult:
     """Write and publish the drive's ``drive.mcap`` (frames, boxes, lanes, scenes, timeline)."""
-    log = log or report.default_log()
-    opts = FoxgloveOptions.model_validate(dict(options or {}))
-    t0 = time.perf_counter()
+    drive, output, opts, log = step.drive, step.output, step.options, step.log
     frames_version, index = frames.committed_frames(output, drive)
     versions = {"extracted_frames": frames_version.version}
     upstream = {}
@@ -60,7 +51,7 @@ def run_foxglove(
     # the Plot panel takes numbers: drive, camera topic and frame key are in the frames' own messages
     timeline = timeline[[c for c in timeline.columns if pd.api.types.is_numeric_dtype(timeline[c])]]
     compression = None if opts.compression in (None, "none") else opts.compression
-    staging = publish.begin(output, join_key(drive, "foxglove"), run_id)
+    staging = step.begin("foxglove")
     with tempfile.TemporaryDirectory(prefix="foxglove-") as tmp:
         path = Path(tmp) / "drive.mcap"
         export = write_foxglove_mcap(
@@ -93,7 +84,7 @@ def run_foxglove(
         "lanes": report.integer(export.lanes),
         "skipped_frames": report.integer(export.skipped_frames),
         "unmatched_labels": report.integer(export.unmatched_labels),
-        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
+        "elapsed_s": step.elapsed(),
     }
     if link:
         metadata["open_in_foxglove"] = report.url(

@@ -8,10 +8,10 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from rosbag_assets.io import frames, publish
-from rosbag_assets.io.storage import Storage, join_key
+from rosbag_assets.io import frames
 from rosbag_assets.steps import report
 from rosbag_assets.steps.progress import Progress, topic_totals
+from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.vision import preview
 from rosbag_assets.vision.drivable import draw_road, encode_mask
 from rosbag_assets.vision.lanes import get_lane_backend
@@ -49,22 +49,14 @@ class LaneLabelsOptions(BaseModel):
     workers: int = Field(default=0, ge=0, description="Frame-decoding threads; 0 = all cores.")
 
 
-def run_lane_labels(
-    *,
-    drive: str,
-    output: Storage,
-    options: dict[str, Any] | None = None,
-    run_id: str | None = None,
-    log: report.StepLog | None = None,
-) -> report.StepResult:
+@step_runner(LaneLabelsOptions)
+def run_lane_labels(step: Step[LaneLabelsOptions]) -> report.StepResult:
     """Find lanes on every colour frame of the drive and publish ``<drive>/lane_labels``.
 
     A backend with ``detect_batch`` (the learned model) runs whole batches and also yields the drivable area,
     stored losslessly per frame in ``road.parquet`` (1-bit PNG + drivable fraction) for `object_labels`.
     """
-    log = log or report.default_log()
-    opts = LaneLabelsOptions.model_validate(dict(options or {}))
-    t0 = time.perf_counter()
+    drive, output, opts, log = step.drive, step.output, step.options, step.log
     backend = get_lane_backend(opts.backend, **opts.backend_options)
     version, index = frames.committed_frames(output, drive)
     chosen = frames.select_frames(index, opts.topics, opts.max_frames)
@@ -115,7 +107,7 @@ def run_lane_labels(
     detect_s = time.perf_counter() - t_detect
 
     lanes_df = pd.DataFrame(rows, columns=LANE_COLUMNS)
-    staging = publish.begin(output, join_key(drive, "lane_labels"), run_id)
+    staging = step.begin("lane_labels")
     staging.write_parquet("lanes.parquet", lanes_df)
     if road_rows:
         staging.write_parquet("road.parquet", pd.DataFrame(road_rows, columns=ROAD_COLUMNS))
@@ -139,7 +131,7 @@ def run_lane_labels(
         "mean_score": report.number(float(lanes_df["score"].mean()) if len(lanes_df) else 0.0, digits=3),
         "model": report.text(backend.name),
         "frames_per_s": report.number(len(chosen) / detect_s if detect_s else 0.0, digits=1),
-        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
+        "elapsed_s": step.elapsed(),
         "lanes_uri": report.uri_value(staging.uri("lanes.parquet")),
         "mean_drivable_fraction": report.number(
             float(sum(r["drivable_fraction"] for r in road_rows) / len(road_rows)) if road_rows else 0.0

@@ -13,11 +13,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from rosbag_assets.io import frames, publish
-from rosbag_assets.io.storage import Storage, join_key, redact, redact_text
+from rosbag_assets.io.storage import Storage, redact, redact_text
 from rosbag_assets.steps import report
 from rosbag_assets.steps.detector_assets import is_asset_spec, resolve_asset_weights
 from rosbag_assets.steps.progress import Progress, topic_totals
 from rosbag_assets.steps.road_context import PLACEMENT_COLUMNS, load_road
+from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.vision import preview
 from rosbag_assets.vision.detection import DetectorConfig, load_detector
 from rosbag_assets.vision.drivable import draw_road
@@ -99,18 +100,10 @@ class ObjectLabelsOptions(BaseModel):
         )
 
 
-def run_object_labels(
-    *,
-    drive: str,
-    output: Storage,
-    options: dict[str, Any] | None = None,
-    run_id: str | None = None,
-    log: report.StepLog | None = None,
-    s3_client: Any = None,
-) -> report.StepResult:
+@step_runner(ObjectLabelsOptions)
+def run_object_labels(step: Step[ObjectLabelsOptions], s3_client: Any = None) -> report.StepResult:
     """Detect objects on every colour frame of the drive and publish ``<drive>/object_labels``."""
-    log = log or report.default_log()
-    opts = ObjectLabelsOptions.model_validate(dict(options or {}))
+    drive, output, opts, log = step.drive, step.output, step.options, step.log
     config = opts.detector_config()
     asset_uri = None
     if is_asset_spec(
@@ -120,7 +113,6 @@ def run_object_labels(
             output, config.weights, config.cache_dir and Path(config.cache_dir)
         )
         config = replace(config, weights=str(local))
-    t0 = time.perf_counter()
     version, index = frames.committed_frames(output, drive)
     chosen = frames.select_frames(index, opts.topics, opts.max_frames)
     detector = load_detector(config, s3_client=s3_client, log=lambda msg: log.warning(redact_text(msg)))
@@ -165,7 +157,7 @@ def run_object_labels(
     detect_s = time.perf_counter() - t_detect
 
     labels = pd.DataFrame(rows, columns=LABEL_COLUMNS)
-    staging = publish.begin(output, join_key(drive, "object_labels"), run_id)
+    staging = step.begin("object_labels")
     staging.write_parquet("labels.parquet", labels)
     sheet = preview.jpeg_bytes(
         preview.contact_sheet([preview.caption(img, row["topic"]) for row, img in sample])
@@ -206,7 +198,7 @@ def run_object_labels(
         "runtime": report.text(getattr(detector, "runtime", "opencv")),
         "model_file_run": report.text(getattr(detector, "ran", detector.weights_uri)),
         "frames_per_s": report.number(len(chosen) / detect_s if detect_s else 0.0, digits=1),
-        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
+        "elapsed_s": step.elapsed(),
         "labels_uri": report.uri_value(staging.uri("labels.parquet")),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
         "preview": report.picture(sheet, f"{drive} object labels", staging.key("preview.jpg")),

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from rosbag_assets.io import publish
 from rosbag_assets.io.bag_index import bin_width_ns, message_times, rate_rows
 from rosbag_assets.io.bags import (
     EMPTY_START,
@@ -21,8 +19,9 @@ from rosbag_assets.io.bags import (
     open_bag,
 )
 from rosbag_assets.io.drives import BagRef, drive_fingerprint, find_bags
-from rosbag_assets.io.storage import Storage, join_key, redact
+from rosbag_assets.io.storage import Storage, redact
 from rosbag_assets.steps import report
+from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.vision.preview import png_bytes
 from rosbag_assets.vision.timeline import draw_timeline
 
@@ -164,17 +163,10 @@ TOPIC_COLUMNS = ["drive", "bag", "topic", "msgtype", "count"]
 RATE_COLUMNS = ["bag", "topic", "start_ns", "bin_ns", "count"]
 
 
-def run_raw_bags(
-    *,
-    drive: str,
-    source: Storage,
-    output: Storage,
-    run_id: str | None = None,
-    log: report.StepLog | None = None,
-) -> report.StepResult:
-    """Inventory every bag under `source` and publish ``<drive>/raw_bags`` to `output`."""
-    log = log or report.default_log()
-    t0 = time.perf_counter()
+@step_runner()
+def run_raw_bags(step: Step, source: Storage) -> report.StepResult:
+    """Inventory every bag under `source` and publish ``<drive>/raw_bags`` to the output root."""
+    drive, log = step.drive, step.log
     bags, skipped = find_bags(source.list_files(""))
     skipped = list(getattr(source, "refused", [])) + skipped  # links leading outside the drive
     for name, reason in skipped:  # named by the root (a hostile key may not pass `uri`)
@@ -194,7 +186,7 @@ def run_raw_bags(
         log.info(f"{rep.uri}: {rep.bag.format}, {rep.bag.bytes} bytes, {rep.message_count} messages")
 
     bag_table, topic_table = bag_rows(drive, reports)
-    staging = publish.begin(output, join_key(drive, "raw_bags"), run_id)
+    staging = step.begin("raw_bags")
     staging.write_parquet("bags.parquet", pd.DataFrame(bag_table, columns=BAG_COLUMNS))
     staging.write_parquet("topics.parquet", pd.DataFrame(topic_table, columns=TOPIC_COLUMNS))
     rates = [row for rep in reports for row in rep.rates]
@@ -265,7 +257,7 @@ def run_raw_bags(
             [{"topic": t, "msgtype": v[0], "count": v[1]} for t, v in sorted(topics_summary.items())],
             [("topic", "string"), ("msgtype", "string"), ("count", "int")],
         ),
-        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
+        "elapsed_s": step.elapsed(),
     }
     recovered = [rep.recovery or rep.uri for rep in readable if rep.read_mode != "normal"]
     problems = [rep.error for rep in reports if rep.error] + recovered + [f"{n}: {why}" for n, why in skipped]

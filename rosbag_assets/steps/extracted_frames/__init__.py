@@ -18,7 +18,7 @@ from typing import Any
 
 from rosbag_assets.io import publish
 from rosbag_assets.io.drives import BagRef
-from rosbag_assets.io.storage import Storage, join_key
+from rosbag_assets.io.storage import Storage
 from rosbag_assets.steps import report, runtime
 from rosbag_assets.steps.extracted_frames.bag import (
     BagExtraction,
@@ -44,6 +44,7 @@ from rosbag_assets.steps.extracted_frames.options import (
 )
 from rosbag_assets.steps.extracted_frames.parallel import bag_parallelism, extract_in_processes
 from rosbag_assets.steps.extracted_frames.wire import parse_image_message
+from rosbag_assets.steps.step import Step, step_runner
 
 __all__ = [
     "COMPRESSED",
@@ -66,17 +67,13 @@ __all__ = [
 ]
 
 
+@step_runner(ExtractedFramesOptions)
 def run_extracted_frames(
-    *,
-    drive: str,
+    step: Step[ExtractedFramesOptions],
     source: Storage,
-    output: Storage,
-    options: dict[str, Any] | None = None,
-    run_id: str | None = None,
     version: str | None = None,
     bag_names: list[str] | None = None,
     commit: bool = True,
-    log: report.StepLog | None = None,
 ) -> report.StepResult:
     """Extract frames of the drive's readable bags (or only `bag_names`), then commit unless told not to.
 
@@ -87,22 +84,17 @@ def run_extracted_frames(
     extracted (IncompleteDriveError naming each one) unless `allow_partial` is set. A failed run started
     here removes its own draft; the version that was current stays current.
     """
-    log = log or report.default_log()
-    opts = ExtractedFramesOptions.from_dict(options)
+    drive, opts, log = step.drive, step.options, step.log
     runtime.tune_allocator()  # also for in-process runs that skip the entry point
-    t0 = time.perf_counter()
-    _, inventory = publish.require_current(output, join_key(drive, "raw_bags"))
+    _, inventory = step.current("raw_bags")
     bags = bags_from_inventory(inventory)
     problems = inventory_problems(inventory)
     if problems and commit and not opts.allow_partial:
         raise incomplete_error(drive, problems, "found by raw_bags")
     unreadable = [p for p in problems if p["bag"] not in {b.name for b in bags}]
-    asset_prefix = join_key(drive, "extracted_frames")
-    staging = publish.begin(output, asset_prefix, run_id, version)
+    staging = publish.begin(step.output, step.key("extracted_frames"), step.run_id, version)
     try:
-        return _extract_and_commit(
-            drive, source, staging, bags, bag_names, opts, commit, log, t0, unreadable, inventory
-        )
+        return _extract_and_commit(step, source, staging, bags, bag_names, commit, unreadable, inventory)
     except BaseException:
         if version is None and not staging.storage.exists(staging.key(publish.MANIFEST)):
             try:  # our own draft, never committed: free its space (a full disk, an incomplete drive)
@@ -113,18 +105,16 @@ def run_extracted_frames(
 
 
 def _extract_and_commit(
-    drive: str,
+    step: Step[ExtractedFramesOptions],
     source: Storage,
     staging: publish.Draft,
     bags: list[BagRef],
     bag_names: list[str] | None,
-    opts: ExtractedFramesOptions,
     commit: bool,
-    log: report.StepLog,
-    t0: float,
     unreadable: list[dict[str, str]],
     inventory: dict[str, Any],
 ) -> report.StepResult:
+    drive, opts, log = step.drive, step.options, step.log
     todo = bags if bag_names is None else [b for b in bags if b.name in bag_names]
     if bag_names is not None and len(todo) != len(bag_names):
         unknown = sorted(set(bag_names) - {b.name for b in bags})
@@ -150,6 +140,6 @@ def _extract_and_commit(
         bags=bags,
         opts=opts,
         log=log,
-        elapsed_s=time.perf_counter() - t0,
+        elapsed_s=time.perf_counter() - step.started,
         unreadable=unreadable,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -80,11 +80,6 @@ class ExtractedFramesOptions(BaseModel):
         "version is made current with the all_bags_extracted check failed and naming each such bag. "
         "Default: the step fails, naming them, and nothing is published.",
     )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> ExtractedFramesOptions:
-        """Validate plain options (from Pipes extras or a params file); unknown keys are an error."""
-        return cls.model_validate(dict(data or {}))
 
     @property
     def resizing(self) -> bool:

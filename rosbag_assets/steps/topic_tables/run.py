@@ -10,7 +10,6 @@ is how downstream steps (`drive_timeline`) find a topic without listing storage.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +21,20 @@ from rosbag_assets.io import publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
 from rosbag_assets.steps.extracted_frames.index import bags_from_inventory
+from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.steps.topic_tables.options import TopicTablesOptions
 from rosbag_assets.steps.topic_tables.write import topic_slug, write_drive_topic_tables
 
 TABLE_COLUMNS = ["bag", "topic", "msgtype", "rows", "messages", "errors", "first_error", "bytes", "key"]
 
 
-def run_topic_tables(
-    *,
-    drive: str,
-    source: Storage,
-    output: Storage,
-    options: dict[str, Any] | None = None,
-    run_id: str | None = None,
-    log: report.StepLog | None = None,
-) -> report.StepResult:
+@step_runner(TopicTablesOptions)
+def run_topic_tables(step: Step[TopicTablesOptions], source: Storage) -> report.StepResult:
     """Write every wanted topic of the drive's readable bags and publish ``<drive>/topic_tables``."""
-    log = log or report.default_log()
-    opts = TopicTablesOptions.model_validate(dict(options or {}))
-    t0 = time.perf_counter()
-    raw_version, inventory = publish.require_current(output, join_key(drive, "raw_bags"))
+    drive, opts, log = step.drive, step.options, step.log
+    raw_version, inventory = step.current("raw_bags")
     bags = bags_from_inventory(inventory)
-    staging = publish.begin(output, join_key(drive, "topic_tables"), run_id)
+    staging = step.begin("topic_tables")
     rows: list[dict[str, Any]] = []
     topics: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="topic_tables-") as tmp:
@@ -92,7 +83,7 @@ def run_topic_tables(
         {
             "tables_uri": report.uri_value(staging.uri("tables.parquet")),
             "raw_bags_version": report.text(raw_version.version),
-            "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
+            "elapsed_s": step.elapsed(),
         }
     )
     metadata.update(report.publication(uri, rejected))

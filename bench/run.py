@@ -173,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline-frames", type=int, default=40, help="frames per topic the baseline encodes"
     )
-    parser.add_argument("--skip", default="", help="comma separated: extract,parallel,wire,lanes,topics,detect,scan")
+    parser.add_argument(
+        "--skip", default="", help="comma separated: extract,parallel,wire,lanes,topics,detect,scan"
+    )
     parser.add_argument("--drives", type=int, default=10_000, help="drives in the landing root for the scan")
     parser.add_argument("--detect-frames", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3, help="runs per workload; the median is reported")

@@ -148,7 +148,7 @@ def bench_s3(work: Path, drives: int) -> dict[str, Any]:
 
     from rosbag_assets.defs.resources import DriveStorage
     from rosbag_assets.io.drives import scan_landing_root
-    from rosbag_assets.io.storage import S3Storage
+    from rosbag_assets.io.s3_storage import S3Storage
 
     with moto_s3() as endpoint:
         config = Config(max_pool_connections=UPLOAD_THREADS)

@@ -22,7 +22,8 @@ from s3faults import S3FaultProxy, fault_proxy
 from rosbag_assets.io import publish
 from rosbag_assets.io.frames import read_frame_bytes
 from rosbag_assets.io.s3_reads import s3_client
-from rosbag_assets.io.storage import LocalStorage, S3Storage, Storage
+from rosbag_assets.io.s3_storage import S3Storage
+from rosbag_assets.io.storage import LocalStorage, Storage
 from rosbag_assets.steps.entrypoint import run_step
 from rosbag_assets.steps.extracted_frames import FrameWriteError, run_extracted_frames
 from rosbag_assets.steps.raw_bags import run_raw_bags

@@ -17,7 +17,8 @@ from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.defs.sensors import discover
 from rosbag_assets.io import publish
 from rosbag_assets.io.drives import OutsideLandingRootError, scan_landing_root
-from rosbag_assets.io.storage import LocalStorage, OutsideRootError, S3Storage, redact, redact_text, safe_name
+from rosbag_assets.io.s3_storage import S3Storage
+from rosbag_assets.io.storage import LocalStorage, OutsideRootError, redact, redact_text, safe_name
 from rosbag_assets.steps.extracted_frames import run_extracted_frames
 from rosbag_assets.steps.raw_bags import run_raw_bags
 

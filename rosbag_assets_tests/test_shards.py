@@ -226,7 +226,7 @@ def test_bags_in_parallel_processes_equal_one_at_a_time(tmp_path: Path) -> None:
 def test_s3_storage_pickles_without_its_client() -> None:
     import pickle
 
-    from rosbag_assets.io.storage import S3Storage
+    from rosbag_assets.io.s3_storage import S3Storage
 
     storage = S3Storage("bucket", "pre/fix", endpoint_url="http://127.0.0.1:9")
     copy = pickle.loads(pickle.dumps(storage))

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from rosbag_assets.io import publish
-from rosbag_assets.io.storage import LocalStorage, S3Storage, local_files, storage_from_uri
+from rosbag_assets.io.s3_storage import S3Storage
+from rosbag_assets.io.storage import LocalStorage, local_files, storage_from_uri
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from rosbag_assets.vision import hough_geometry
 from rosbag_assets.vision.lanes import Lane, as_bgr
 
 
@@ -96,7 +97,7 @@ class HoughLaneDetector:
         fits: list[dict[str, Any]] = []
         for _ in range(self.vp_iterations if vp is not None else 0):
             fits = [f for band in self._line_bands(mask, vp) if (f := self._fit_band(band, mask.shape))]
-            vp = _refine_vanishing_point(fits, vp, mask.shape)
+            vp = hough_geometry.refine_vanishing_point(fits, vp, mask.shape)
         return self._to_lanes(fits, work.shape, 1.0 / scale)
 
     def vanishing_point(self, mask: np.ndarray) -> tuple[float, float] | None:
@@ -105,7 +106,7 @@ class HoughLaneDetector:
         seeds = [f for c in self._cluster(segments, mask.shape) if (f := self._fit(c.segments, mask.shape))]
         if not seeds:
             return None
-        vp = _vanishing_point(seeds, mask.shape, self.vp_tol)
+        vp = hough_geometry.vanishing_point(seeds, mask.shape, self.vp_tol)
         if vp is None:  # one line only: assume the horizon just above the region of interest
             k, x0 = max(seeds, key=lambda f: f["support"])["line"]
             y = (self.roi_top - 0.05) * mask.shape[0]
@@ -181,7 +182,9 @@ class HoughLaneDetector:
                 continue
             x1, y1, x2, y2 = segments[i]
             k = (x2 - x1) / (y2 - y1)
-            near = _near_line(segments, k, x1 - k * y1, self.cluster_tol * w, self.cluster_angle_deg)
+            near = hough_geometry.near_line(
+                segments, k, x1 - k * y1, self.cluster_tol * w, self.cluster_angle_deg
+            )
             members = np.flatnonzero(free & near)
             free[members] = False
             clusters.append(_Cluster([segments[j] for j in members]))
@@ -191,10 +194,10 @@ class HoughLaneDetector:
     def _fit(self, segments: list[np.ndarray], shape: tuple[int, ...]) -> dict[str, Any] | None:
         """Straight seed line (RANSAC) through one cluster of Hough segments."""
         h, w = shape[:2]
-        pts = _sample_segments(segments, step=2.0)
+        pts = hough_geometry.sample_segments(segments, step=2.0)
         if len(pts) < 4:
             return None
-        inl = _ransac_line(pts, tol=max(1.5, self.ransac_tol * w) * 2)
+        inl = hough_geometry.ransac_line(pts, tol=max(1.5, self.ransac_tol * w) * 2)
         if inl is None or np.ptp(pts[inl, 1]) < self.min_lane_length * h * 0.8:
             return None
         return {
@@ -234,7 +237,7 @@ class HoughLaneDetector:
                 break
             if taken[b]:
                 continue
-            lo, hi = _peak_extent(rows, b, self.nms_bins)
+            lo, hi = hough_geometry.peak_extent(rows, b, self.nms_bins)
             taken[max(0, lo - self.nms_bins) : hi + self.nms_bins + 1] = True
             sel = (bins >= lo) & (bins <= hi)
             bands.append(np.stack([xs[sel], ys[sel]], axis=1).astype(np.float64))
@@ -245,7 +248,7 @@ class HoughLaneDetector:
         h, w = shape[:2]
         if len(pts) < 4:
             return None
-        pts = _longest_run(pts, max_gap=self.max_gap * h)
+        pts = hough_geometry.longest_run(pts, max_gap=self.max_gap * h)
         if np.ptp(pts[:, 1]) < self.min_lane_length * h:
             return None
         tol = max(1.5, self.ransac_tol * w)
@@ -257,7 +260,7 @@ class HoughLaneDetector:
             pts = pts[keep]
             coef = np.polyfit(pts[:, 1], pts[:, 0], degree if np.ptp(pts[:, 1]) > 0.15 * h else 1)
         y_min, y_max = float(pts[:, 1].min()), float(pts[:, 1].max())
-        if len(coef) == 3 and not _plausible_curvature(coef, y_min, y_max, w):
+        if len(coef) == 3 and not hough_geometry.plausible_curvature(coef, y_min, y_max, w):
             coef = np.polyfit(pts[:, 1], pts[:, 0], 1)
         resid = np.abs(np.polyval(coef, pts[:, 1]) - pts[:, 0])
         rows = len(np.unique(pts[:, 1]))
@@ -277,7 +280,7 @@ class HoughLaneDetector:
     def _to_lanes(self, fits: list[dict[str, Any]], shape: tuple[int, ...], inv_scale: float) -> list[Lane]:
         """Deduplicate, keep the strongest lines, label ego left/right, scale back to input pixels."""
         h, w = shape[:2]
-        fits = _dedupe(sorted(fits, key=lambda f: -f["support"]), w, h)[: self.max_lanes]
+        fits = hough_geometry.dedupe(sorted(fits, key=lambda f: -f["support"]), w, h)[: self.max_lanes]
         fits.sort(key=lambda f: f["x_bottom"])
         left = [f for f in fits if f["slope_bottom"] < 0 and f["x_bottom"] < w * 0.6]
         right = [f for f in fits if f["slope_bottom"] > 0 and f["x_bottom"] > w * 0.4]
@@ -289,138 +292,5 @@ class HoughLaneDetector:
             ys = np.linspace(f["y_min"], f["y_max"], self.n_points)
             xs = np.clip(np.polyval(f["coef"], ys), 0, w - 1)
             pts = [(float(x * inv_scale), float(y * inv_scale)) for x, y in zip(xs, ys, strict=True)]
-            lanes.append(Lane(lane_id=i, side=side, points=pts, score=_score(f, h, w)))
+            lanes.append(Lane(lane_id=i, side=side, points=pts, score=hough_geometry.score(f, h, w)))
         return lanes
-
-
-def _sample_segments(segments: list[np.ndarray], step: float) -> np.ndarray:
-    """Points every ``step`` pixels along each segment (so long segments weigh more)."""
-    out = []
-    for x1, y1, x2, y2 in segments:
-        n = max(2, int(np.hypot(x2 - x1, y2 - y1) / step) + 1)
-        t = np.linspace(0.0, 1.0, n)
-        out.append(np.stack([x1 + t * (x2 - x1), y1 + t * (y2 - y1)], axis=1))
-    return np.concatenate(out) if out else np.zeros((0, 2))
-
-
-def _ransac_line(pts: np.ndarray, tol: float, iters: int = 60) -> np.ndarray | None:
-    """Inlier mask of the best line ``x = x0 + k * y`` through random point pairs (seeded, deterministic)."""
-    rng = np.random.default_rng(0)
-    best: np.ndarray | None = None
-    for _ in range(iters):
-        a, b = pts[rng.choice(len(pts), 2, replace=False)]
-        if abs(b[1] - a[1]) < 1e-6:
-            continue
-        k = (b[0] - a[0]) / (b[1] - a[1])
-        inl = np.abs(pts[:, 0] - (a[0] + k * (pts[:, 1] - a[1]))) <= tol
-        if best is None or inl.sum() > best.sum():
-            best = inl
-    return best
-
-
-def _peak_extent(profile: np.ndarray, peak: int, max_half: int) -> tuple[int, int]:
-    """Bins around ``peak`` (at most ``max_half`` each way) whose value stays above half the peak."""
-    lo = hi = peak
-    half = profile[peak] / 2
-    while lo > 0 and peak - lo < max_half and profile[lo - 1] >= half:
-        lo -= 1
-    while hi < len(profile) - 1 and hi - peak < max_half and profile[hi + 1] >= half:
-        hi += 1
-    return lo, hi
-
-
-def _longest_run(pts: np.ndarray, max_gap: float) -> np.ndarray:
-    """Points of the run of rows (split where ``y`` jumps more than ``max_gap``) with most rows."""
-    order = np.argsort(pts[:, 1])
-    pts = pts[order]
-    cuts = np.flatnonzero(np.diff(pts[:, 1]) > max_gap) + 1
-    runs = np.split(pts, cuts)
-    return max(runs, key=lambda r: len(np.unique(np.round(r[:, 1]))))
-
-
-def _near_line(segments: np.ndarray, k: float, x0: float, tol: float, angle_deg: float) -> np.ndarray:
-    """Mask of segments with both ends within ``tol`` px of ``x = x0 + k*y`` and a similar direction."""
-    d1 = np.abs(segments[:, 0] - (x0 + k * segments[:, 1]))
-    d2 = np.abs(segments[:, 2] - (x0 + k * segments[:, 3]))
-    k_seg = (segments[:, 2] - segments[:, 0]) / (segments[:, 3] - segments[:, 1])
-    turn = np.degrees(np.abs(np.arctan(k_seg) - np.arctan(k)))
-    return (np.maximum(d1, d2) <= tol) & (turn <= angle_deg)
-
-
-def _vanishing_point(
-    fits: list[dict[str, Any]], shape: tuple[int, ...], tol: float
-) -> tuple[float, float] | None:
-    """Intersection of line pairs that most painted length passes near; None with fewer than two lines."""
-    h, w = shape[:2]
-    weight = {id(f): f["support"] * (f["y_max"] / h) ** 2 for f in fits}
-    best, best_support = None, 0.0
-    for i, a in enumerate(fits):
-        for b in fits[i + 1 :]:
-            (ka, xa), (kb, xb) = a["line"], b["line"]
-            if ka * kb >= 0:  # the two sides of a road lean in opposite directions
-                continue
-            y = (xb - xa) / (ka - kb)
-            vp = (xa + ka * y, y)
-            if not (0.15 * h <= y <= 0.75 * h and 0.1 * w <= vp[0] <= 0.9 * w):
-                continue
-            support = sum(weight[id(f)] for f in fits if _dist_to_vp(f, vp) <= tol * w)
-            if support > best_support:
-                best, best_support = vp, support
-    return best
-
-
-def _refine_vanishing_point(
-    fits: list[dict[str, Any]], vp: tuple[float, float], shape: tuple[int, ...]
-) -> tuple[float, float]:
-    """Weighted least-squares meeting point of the fitted lines; keeps ``vp`` unless both sides are seen."""
-    h, w = shape[:2]
-    strong = sorted(fits, key=lambda f: -f["support"])[:4]
-    if not (any(f["line"][0] < 0 for f in strong) and any(f["line"][0] > 0 for f in strong)):
-        return vp
-    # x0 + k*yv - xv = 0 for every line  ->  [k, -1] @ [yv, xv] = -x0
-    a = np.array([[f["line"][0], -1.0] for f in strong])
-    b = np.array([-f["line"][1] for f in strong])
-    wt = np.sqrt([f["support"] for f in strong])
-    (yv, xv), *_ = np.linalg.lstsq(a * wt[:, None], b * wt, rcond=None)
-    if not (0.1 * h <= yv <= 0.8 * h and 0 <= xv <= w):
-        return vp
-    return float(xv), float(yv)
-
-
-def _dist_to_vp(fit: dict[str, Any], vp: tuple[float, float]) -> float:
-    """Horizontal distance between a fit's straight line and the vanishing point at its height."""
-    k, x0 = fit["line"]
-    return abs(x0 + k * vp[1] - vp[0])
-
-
-def _plausible_curvature(coef: np.ndarray, y_min: float, y_max: float, w: int) -> bool:
-    """Reject quadratics whose bow away from their chord exceeds a few percent of the width."""
-    ys = np.linspace(y_min, y_max, 9)
-    quad = np.polyval(coef, ys)
-    chord = np.interp(ys, [y_min, y_max], [quad[0], quad[-1]])
-    return float(np.abs(quad - chord).max()) <= 0.03 * w
-
-
-def _dedupe(fits: list[dict[str, Any]], w: int, h: int) -> list[dict[str, Any]]:
-    """Drop fits lying on top of a stronger one (the two edges of one painted stripe)."""
-    kept: list[dict[str, Any]] = []
-    for f in fits:
-        lo = max(f["y_min"], min(k["y_min"] for k in kept)) if kept else 0
-        if not any(_mean_gap(f, k) < 0.03 * w for k in kept if min(f["y_max"], k["y_max"]) > lo):
-            kept.append(f)
-    return kept
-
-
-def _mean_gap(a: dict[str, Any], b: dict[str, Any]) -> float:
-    y0, y1 = max(a["y_min"], b["y_min"]), min(a["y_max"], b["y_max"])
-    if y1 <= y0:  # no shared rows: compare the extrapolation at the nearer end
-        y0 = y1 = (a["y_max"] + b["y_max"]) / 2
-    ys = np.linspace(y0, y1, 5)
-    return float(np.abs(np.polyval(a["coef"], ys) - np.polyval(b["coef"], ys)).mean())
-
-
-def _score(fit: dict[str, Any], h: int, w: int) -> float:
-    """Confidence in [0, 1] from painted length, fit residual and RANSAC inlier fraction."""
-    length = min(1.0, fit["support"] / (0.5 * h))
-    tight = 1.0 / (1.0 + fit["resid"] / (0.005 * w))
-    return float(np.clip(0.5 * length + 0.3 * tight + 0.2 * fit["fraction"], 0.0, 1.0))

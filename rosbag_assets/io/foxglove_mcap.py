@@ -17,7 +17,6 @@ order, reading one frame's bytes at a time.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import math
 from collections.abc import Callable, Iterator
@@ -31,35 +30,20 @@ from foxglove import Channel, Context, open_mcap
 from foxglove.channels import CompressedImageChannel, EventChannel, ImageAnnotationsChannel, LogChannel
 from foxglove.mcap import MCAPCompression, MCAPWriteOptions
 from foxglove.messages import (
-    Color,
     CompressedImage,
     Event,
-    ImageAnnotations,
     KeyValuePair,
     Log,
     LogLevel,
-    Point2,
-    PointsAnnotation,
-    PointsAnnotationType,
-    TextAnnotation,
-    Timestamp,
 )
+
+from rosbag_assets.io.foxglove_annotations import box_annotations, lane_annotations, timestamp
 
 _KEY_COLUMNS = {"topic", "stamp_ns", "frame_key"}
 SCENES_TOPIC = "/scenes"
 SCENES_LOG_TOPIC = "/scenes/log"
 TIMELINE_TOPIC = "/timeline"
 _FORMATS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png"}
-_SIDE_COLORS = {"left": (0.2, 0.9, 0.2), "right": (0.2, 0.5, 1.0)}
-_OTHER_SIDE = (1.0, 0.85, 0.1)
-_PALETTE = [
-    (0.9, 0.1, 0.1),
-    (0.1, 0.6, 0.9),
-    (0.95, 0.6, 0.1),
-    (0.6, 0.2, 0.8),
-    (0.1, 0.8, 0.5),
-    (0.9, 0.2, 0.6),
-]
 
 
 class FoxgloveExportError(ValueError):
@@ -190,66 +174,19 @@ def _frame_messages(
             if fmt is None:  # e.g. a float depth TIFF: Foxglove's CompressedImage takes JPEG/PNG/WebP/AVIF
                 export.skipped_frames += 1
                 return
-            image = CompressedImage(timestamp=_ts(stamp), frame_id=topic, data=bytes(data), format=fmt)
+            image = CompressedImage(timestamp=timestamp(stamp), frame_id=topic, data=bytes(data), format=fmt)
             channels.log(topic, images, image, stamp)
             key = keyer(row)
             if objects_df is not None:
                 found = boxes.get(key, [])
                 export.boxes += len(found)
-                channels.log(f"{topic}/objects", annotations, _box_annotations(found, stamp), stamp)
+                channels.log(f"{topic}/objects", annotations, box_annotations(found, stamp), stamp)
             if lanes_df is not None:
                 found = polylines.get(key, [])
                 export.lanes += len(found)
-                channels.log(f"{topic}/lanes", annotations, _lane_annotations(found, stamp), stamp)
+                channels.log(f"{topic}/lanes", annotations, lane_annotations(found, stamp), stamp)
 
         yield stamp, 0, emit
-
-
-def _box_annotations(rows: list[dict[str, Any]], stamp: int) -> ImageAnnotations:
-    ts = _ts(stamp)
-    points, texts = [], []
-    for row in rows:
-        x1, y1, x2, y2 = (float(row[k]) for k in ("x1", "y1", "x2", "y2"))
-        r, g, b = _class_color(str(row["class_name"]))
-        corners = [Point2(x=x1, y=y1), Point2(x=x2, y=y1), Point2(x=x2, y=y2), Point2(x=x1, y=y2)]
-        points.append(
-            PointsAnnotation(
-                timestamp=ts,
-                type=PointsAnnotationType.LineLoop,
-                points=corners,
-                outline_color=Color(r=r, g=g, b=b, a=1.0),
-                thickness=2.0,
-            )
-        )
-        texts.append(
-            TextAnnotation(
-                timestamp=ts,
-                position=Point2(x=x1, y=max(y1 - 2.0, 0.0)),
-                text=f"{row['class_name']} {float(row['confidence']):.2f}",
-                font_size=14.0,
-                text_color=Color(r=1.0, g=1.0, b=1.0, a=1.0),
-                background_color=Color(r=r, g=g, b=b, a=0.7),
-            )
-        )
-    return ImageAnnotations(timestamp=ts, points=points, texts=texts)
-
-
-def _lane_annotations(rows: list[dict[str, Any]], stamp: int) -> ImageAnnotations:
-    ts = _ts(stamp)
-    points = []
-    for row in rows:
-        xy = np.asarray([np.asarray(p, dtype=float) for p in row["points"]], dtype=float).reshape(-1, 2)
-        r, g, b = _SIDE_COLORS.get(str(row["side"]), _OTHER_SIDE)
-        points.append(
-            PointsAnnotation(
-                timestamp=ts,
-                type=PointsAnnotationType.LineStrip,
-                points=[Point2(x=float(x), y=float(y)) for x, y in xy],
-                outline_color=Color(r=r, g=g, b=b, a=1.0),
-                thickness=3.0,
-            )
-        )
-    return ImageAnnotations(timestamp=ts, points=points)
 
 
 def _scene_messages(scenes: pd.DataFrame, end_ns: int | None, channels: _Channels) -> Stream:
@@ -259,7 +196,7 @@ def _scene_messages(scenes: pd.DataFrame, end_ns: int | None, channels: _Channel
     for i, row in enumerate(scenes.to_dict("records")):
         start, end, log_time = int(row["start_ns"]), int(row["end_ns"]), int(row["log_time_ns"])
         meta = [KeyValuePair(key=str(c), value=_text(row[c])) for c in extra]
-        event = Event(start_time=_ts(start), end_time=_ts(end), metadata=meta)
+        event = Event(start_time=timestamp(start), end_time=timestamp(end), metadata=meta)
         label = f"scene {i} ({row['rule']})"
         started = _log(f"{label} starts, {(end - start) / 1e9:.1f} s", log_time)
 
@@ -362,13 +299,8 @@ def _timeline(timeline: pd.DataFrame | None, start_ns: int | None, end_ns: int |
 # --- small helpers -----------------------------------------------------------------------------------------
 
 
-def _ts(ns: int) -> Timestamp:
-    sec, nsec = divmod(int(ns), 1_000_000_000)
-    return Timestamp(sec, nsec)
-
-
 def _log(text: str, ns: int) -> Log:
-    return Log(timestamp=_ts(ns), level=LogLevel.Info, message=text, name="scenes")
+    return Log(timestamp=timestamp(ns), level=LogLevel.Info, message=text, name="scenes")
 
 
 def _topic(topic: Any) -> str:
@@ -388,10 +320,6 @@ def _sniff(data: bytes) -> str | None:
     if data[:2] == b"\xff\xd8":
         return "jpeg"
     return None
-
-
-def _class_color(name: str) -> tuple[float, float, float]:
-    return _PALETTE[int(hashlib.md5(name.encode()).hexdigest(), 16) % len(_PALETTE)]
 
 
 def _compression(name: str | None) -> MCAPCompression | None:

@@ -40,44 +40,26 @@ class LaneResult:
     scale: tuple[float, float]
 
 
+@dataclass
 class LaneLineExtractor:
     """Turns a lane-line mask (+ drivable mask) into lanes; see the module docstring for the steps."""
 
-    def __init__(
-        self,
-        min_area: int = 12,
-        join_tol: float = 0.012,
-        join_slope: float = 0.04,
-        dup_tol: float = 0.03,
-        min_rows: float = 0.03,
-        max_slope: float = 10.0,
-        on_road: float = 0.5,
-        road_margin: float = 0.015,
-        vp_tol: float = 0.05,
-        min_vp_rows: float = 0.08,
-        extend_up: bool = True,
-        extend_down: bool = True,
-        max_up: float = 0.5,
-        neighbours: int | None = 1,
-        ego_reach: float = 1.0,
-        n_points: int = 20,
-    ) -> None:
-        self.min_area = min_area  # px: smaller blobs are noise
-        self.join_tol = join_tol  # distance across a line (fraction of width) to join a chain to it
-        self.join_slope = join_slope  # extra tolerance per row of extrapolation (perspective bends)
-        self.dup_tol = dup_tol  # lines closer than this in x (fraction of width) over shared rows are one
-        self.min_rows = min_rows  # fraction of the height a line must cover with paint
-        self.max_slope = max_slope  # |dx/dy| above this is a transverse mark (stop line, crossing)
-        self.on_road = on_road  # share of a line's paint that must lie on (dilated) drivable area
-        self.road_margin = road_margin  # dilation of the drivable area (fraction of width)
-        self.vp_tol = vp_tol  # lines must pass this close (fraction of width) to the vanishing point
-        self.min_vp_rows = min_vp_rows  # lines at least this tall (fraction of height) locate it
-        self.extend_up = extend_up  # continue lines up to the vanishing point over drivable area
-        self.extend_down = extend_down  # ... and down to where the drivable area ends
-        self.max_up = max_up  # ... but up by no more than this share of the painted extent
-        self.neighbours = neighbours  # lines kept beyond the ego pair on each side (None: all)
-        self.ego_reach = ego_reach  # an ego line meets the bottom row within this many widths of the centre
-        self.n_points = n_points
+    min_area: int = 12  # px: smaller blobs are noise
+    join_tol: float = 0.012  # distance across a line (fraction of width) to join a chain to it
+    join_slope: float = 0.04  # extra tolerance per row of extrapolation (perspective bends)
+    dup_tol: float = 0.03  # lines closer than this in x (fraction of width) over shared rows are one
+    min_rows: float = 0.03  # fraction of the height a line must cover with paint
+    max_slope: float = 10.0  # |dx/dy| above this is a transverse mark (stop line, crossing)
+    on_road: float = 0.5  # share of a line's paint that must lie on (dilated) drivable area
+    road_margin: float = 0.015  # dilation of the drivable area (fraction of width)
+    vp_tol: float = 0.05  # lines must pass this close (fraction of width) to the vanishing point
+    min_vp_rows: float = 0.08  # lines at least this tall (fraction of height) locate it
+    extend_up: bool = True  # continue lines up to the vanishing point over drivable area
+    extend_down: bool = True  # ... and down to where the drivable area ends
+    max_up: float = 0.5  # ... but up by no more than this share of the painted extent
+    neighbours: int | None = 1  # lines kept beyond the ego pair on each side (None: all)
+    ego_reach: float = 1.0  # an ego line meets the bottom row within this many widths of the centre
+    n_points: int = 20
 
     def __call__(self, masks: RoadMasks) -> list[Lane]:
         return self.extract(masks.lanes, masks.drivable, masks.scale)

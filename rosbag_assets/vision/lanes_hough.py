@@ -30,6 +30,7 @@ class _Cluster:
         return float(sum(np.hypot(s[2] - s[0], s[3] - s[1]) for s in self.segments))
 
 
+@dataclass
 class HoughLaneDetector:
     """Classical lane detector: paint mask, Hough seeds, vanishing point, robust polynomial fit.
 
@@ -39,51 +40,27 @@ class HoughLaneDetector:
 
     name = "opencv-hough-lanes-v1"
 
-    def __init__(
-        self,
-        work_width: int = 640,
-        roi_top: float = 0.45,
-        roi_bottom: float = 1.0,
-        roi_top_half_width: float = 0.18,
-        tophat_width: float = 0.04,
-        min_contrast: float = 25.0,
-        hough_min_length: float = 0.025,
-        min_angle_deg: float = 20.0,
-        max_angle_deg: float = 85.0,
-        min_lane_length: float = 0.10,
-        cluster_tol: float = 0.015,
-        cluster_angle_deg: float = 6.0,
-        ransac_tol: float = 0.006,
-        max_gap: float = 0.2,
-        bin_deg: float = 0.5,
-        nms_bins: int = 4,
-        vp_iterations: int = 2,
-        poly_degree: int = 2,
-        vp_tol: float = 0.04,
-        max_lanes: int = 4,
-        n_points: int = 20,
-    ) -> None:
-        self.work_width = work_width
-        self.roi_top = roi_top
-        self.roi_bottom = roi_bottom
-        self.roi_top_half_width = roi_top_half_width
-        self.tophat_width = tophat_width
-        self.min_contrast = min_contrast
-        self.hough_min_length = hough_min_length
-        self.min_angle_deg = min_angle_deg
-        self.max_angle_deg = max_angle_deg
-        self.min_lane_length = min_lane_length
-        self.cluster_tol = cluster_tol
-        self.cluster_angle_deg = cluster_angle_deg
-        self.ransac_tol = ransac_tol
-        self.max_gap = max_gap
-        self.bin_deg = bin_deg
-        self.nms_bins = nms_bins
-        self.vp_iterations = vp_iterations
-        self.poly_degree = poly_degree
-        self.vp_tol = vp_tol
-        self.max_lanes = max_lanes
-        self.n_points = n_points
+    work_width: int = 640
+    roi_top: float = 0.45
+    roi_bottom: float = 1.0
+    roi_top_half_width: float = 0.18
+    tophat_width: float = 0.04
+    min_contrast: float = 25.0
+    hough_min_length: float = 0.025
+    min_angle_deg: float = 20.0
+    max_angle_deg: float = 85.0
+    min_lane_length: float = 0.10
+    cluster_tol: float = 0.015
+    cluster_angle_deg: float = 6.0
+    ransac_tol: float = 0.006
+    max_gap: float = 0.2
+    bin_deg: float = 0.5
+    nms_bins: int = 4
+    vp_iterations: int = 2
+    poly_degree: int = 2
+    vp_tol: float = 0.04
+    max_lanes: int = 4
+    n_points: int = 20
 
     # -- public -----------------------------------------------------------------------------------
     def detect(self, image_bgr: np.ndarray) -> list[Lane]:

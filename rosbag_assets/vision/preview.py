@@ -8,20 +8,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-_PALETTE = [
-    (56, 56, 255),
-    (151, 157, 255),
-    (31, 112, 255),
-    (29, 178, 255),
-    (49, 210, 207),
-    (10, 249, 72),
-    (23, 204, 146),
-    (134, 219, 61),
-    (52, 147, 26),
-    (187, 212, 0),
-    (168, 153, 44),
-    (255, 194, 0),
-]
+# Ultralytics' class colours (hex RGB), so our pictures colour a class the way YOLO users know it.
+_PALETTE_HEX = "FF3838 FF9D97 FF701F FFB21D CFD231 48F90A 92CC17 3DDB86 1A9334 00D4BB 2C99A8 00C2FF"
+_PALETTE = [(int(h[4:6], 16), int(h[2:4], 16), int(h[0:2], 16)) for h in _PALETTE_HEX.split()]  # BGR
 
 
 def class_colour(class_id: int) -> tuple[int, int, int]:

@@ -12,6 +12,8 @@ from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer as Ros2Writer
 from rosbags.typesys import Stores, get_typestore
 
+from rosbag_assets.demo.sample_drive import bgr8_image
+
 FRAMES_DIR = Path("/work/shared/data/images/bdd100k")
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -66,16 +68,7 @@ def write_bag(path: Path, fmt: str, target_bytes: int, compressed_only: bool = F
         return types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
 
     def image(arr: np.ndarray, stamp_ns: int, frame_id: str, seq: int) -> object:
-        h, w = arr.shape[:2]
-        return types[IMAGE](
-            header=header(stamp_ns, frame_id, seq),
-            height=h,
-            width=w,
-            encoding="bgr8",
-            is_bigendian=0,
-            step=w * 3,
-            data=arr.reshape(-1),
-        )
+        return bgr8_image(store, header(stamp_ns, frame_id, seq), arr)
 
     writer = (
         Ros1Writer(path) if fmt == "ros1" else Ros2Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)

@@ -110,6 +110,15 @@ def _vec(typestore: Typestore, x: float, y: float, z: float) -> Any:
     return typestore.types["geometry_msgs/msg/Vector3"](x=x, y=y, z=z)
 
 
+def bgr8_image(typestore: Typestore, header: Any, pixels: np.ndarray) -> Any:
+    """A ``sensor_msgs/Image`` (bgr8) holding `pixels` (H x W x 3 uint8)."""
+    height, width = pixels.shape[:2]
+    return typestore.types[IMAGE_TYPE](
+        header=header, height=height, width=width, encoding="bgr8", is_bigendian=0, step=width * 3,
+        data=pixels.reshape(-1),
+    )  # fmt: skip
+
+
 def build_messages(
     typestore: Typestore, index: int, stamp_ns: int, front: np.ndarray, side_jpeg: np.ndarray, t: float
 ) -> dict[str, Any]:
@@ -119,16 +128,7 @@ def build_messages(
     def header(topic: str) -> Any:
         return _stamp(typestore, stamp_ns, FRAME_IDS[topic], index)
 
-    height, width = front.shape[:2]
-    image = types[IMAGE_TYPE](
-        header=header(FRONT_TOPIC),
-        height=height,
-        width=width,
-        encoding="bgr8",
-        is_bigendian=0,
-        step=width * 3,
-        data=front.reshape(-1),
-    )
+    image = bgr8_image(typestore, header(FRONT_TOPIC), front)
     compressed = types[COMPRESSED_TYPE](header=header(SIDE_TOPIC), format="jpeg", data=side_jpeg)
     speed = EGO_SPEED_MPS + 0.2 * np.sin(0.5 * t)
     twist = types["geometry_msgs/msg/Twist"](

@@ -68,3 +68,60 @@ def described(text: str, section: str) -> dict[str, Any]:
             )
             metadata["dagster/code_references"] = dg.CodeReferencesMetadataValue(code_references=[reference])
     return {"description": f"{text}\n\nDocs: {where}.", "metadata": metadata}
+
+
+CONFIG_SECTION = "Asset configuration (Launchpad / run config)"
+
+
+def launchpad_config(options: type[BaseModel]) -> type[dg.Config]:
+    """The Launchpad config of a step: exactly the step's own options model, so there is no second schema."""
+    name = options.__name__.removesuffix("Options") + "Config"
+    doc = f"Launchpad config of the step whose options are `{options.__name__}`: exactly that model."
+    return type(name, (dg.Config, options), {"__doc__": doc, "__module__": options.__module__})
+
+
+def step_asset(
+    name: str,
+    about: str,
+    *,
+    config: type[dg.Config] | None = None,
+    kinds: set[str],
+    deps: tuple[Any, ...] = (),
+    checks: tuple[dg.AssetCheckSpec, ...] = (),
+    section: str = CONFIG_SECTION,
+    per_drive: bool = True,
+    **asset_args: Any,
+) -> dg.AssetsDefinition:
+    """A thin asset: its body runs the step of the same name on the compute target configured for it.
+
+    `about` is the description (the README `section` is linked from it); per-drive assets are partitioned by
+    drive, in the drives group, retried once; `asset_args` pass anything else to ``dg.asset``.
+    """
+    from rosbag_assets.compute import ComputeTargets
+    from rosbag_assets.defs.partitions import drives
+    from rosbag_assets.defs.resources import DriveStorage
+
+    if config is None:
+
+        def body(context: dg.AssetExecutionContext, storage: DriveStorage, compute: ComputeTargets):
+            return run_step(context, storage, compute)
+
+    else:
+
+        def body(  # type: ignore[misc]  # the annotation is the step's config class: Dagster reads it
+            context: dg.AssetExecutionContext, config: config, storage: DriveStorage, compute: ComputeTargets
+        ):
+            return run_step(context, storage, compute, config)
+
+    if per_drive:
+        asset_args = {"partitions_def": drives, "group_name": DRIVES_GROUP, **asset_args}
+    described_args = described(about, section)
+    return dg.asset(
+        name=name,
+        kinds=kinds,
+        deps=list(deps),
+        retry_policy=asset_args.pop("retry_policy", RETRY),
+        check_specs=list(checks),
+        **described_args,
+        **asset_args,
+    )(body)

@@ -33,6 +33,7 @@ DRIVE_STEPS = (
     "object_labels",
     "lane_labels",
     "anonymized_frames",
+    "reviewed_labels",
     "drive_report",
     "topic_tables",
     "drive_timeline",
@@ -123,6 +124,11 @@ def _run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> r
         from rosbag_assets.steps.anonymized_frames import run_anonymized_frames
 
         return run_anonymized_frames(**common)
+    if step == "reviewed_labels":  # reads the file it imports only from under these roots
+        from rosbag_assets.steps.reviewed_labels import run_reviewed_labels
+
+        roots = [params["output"], *([params["landing_root"]] if params.get("landing_root") else [])]
+        return run_reviewed_labels(roots=roots, endpoint_url=endpoint, **common)
     if step == "drive_report":
         from rosbag_assets.steps.drive_report import run_drive_report
 

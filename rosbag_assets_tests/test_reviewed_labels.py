@@ -132,7 +132,11 @@ def test_reviewed_boxes_go_round_trip_into_the_next_dataset(root: Path) -> None:
     out = LocalStorage(root)
     first = run_training_dataset(output=out, options=DATASET)
     assert first.metadata["reviewed_frames"]["raw_value"] == 0
-    lines, expected = reviewer_edits(dataset_manifest(out))
+    published = dataset_manifest(out)
+    assert all(
+        Path(line["source-ref"]).read_bytes()[:2] == b"\xff\xd8" for line in published
+    )  # the published copy
+    lines, expected = reviewer_edits(published)
     write_lines(root / GT_OUTPUT, lines)
 
     res = run_reviewed_labels(

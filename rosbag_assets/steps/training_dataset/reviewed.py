@@ -216,7 +216,9 @@ def reviewed_from_coco(
                 raise ReviewedLabelsError(f"{where}: annotation {ann.get('id')} has unknown category")
             x, y, w, h = (float(v) for v in ann["bbox"])
             if w <= 0 or h <= 0:
-                raise ReviewedLabelsError(f"{where}: annotation {ann.get('id')} bbox {ann['bbox']} has no area")
+                raise ReviewedLabelsError(
+                    f"{where}: annotation {ann.get('id')} bbox {ann['bbox']} has no area"
+                )
             score = ann.get("score")
             rows.append(
                 {

@@ -81,8 +81,12 @@ def run_training_dataset(
 
     with tempfile.TemporaryDirectory(prefix="training-dataset-") as tmp:
         folder = Path(tmp) / "dataset"
-        result = build_dataset(index, labels, read_bytes, opts, folder, reviewed=reviewed, log=log.info)
         draft = publish.begin(output, dataset_prefix(opts.name), run_id)
+        # Ground Truth / Label Studio reference images where they are published, not the build folder
+        built_opts = (
+            opts if opts.source_ref_prefix else opts.model_copy(update={"source_ref_prefix": draft.uri()})
+        )
+        result = build_dataset(index, labels, read_bytes, built_opts, folder, reviewed=reviewed, log=log.info)
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             draft.renew_lease()
             output.upload_file(path, draft.key(path.relative_to(folder).as_posix()))

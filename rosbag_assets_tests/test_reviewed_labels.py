@@ -317,6 +317,14 @@ def test_dagster_asset_lineage_and_import_sensor(root: Path, tmp_path: Path) -> 
 
     graph = defs.resolve_asset_graph()
     assert dg.AssetKey("reviewed_labels") in graph.get(dg.AssetKey("training_dataset")).parent_keys
+    assert graph.get(dg.AssetKey("reviewed_labels")).parent_keys == {
+        dg.AssetKey("extracted_frames"),
+        dg.AssetKey("object_labels"),
+    }
+    assert "Docs: README" in (
+        defs.resolve_assets_def("reviewed_labels").specs_by_key[dg.AssetKey("reviewed_labels")].description
+        or ""
+    )
     out = LocalStorage(root)
     run_training_dataset(output=out, options=DATASET)
     lines, _ = reviewer_edits(dataset_manifest(out))

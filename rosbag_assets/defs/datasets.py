@@ -9,7 +9,7 @@ from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.drives import extracted_frames
 from rosbag_assets.defs.labels import object_labels
 from rosbag_assets.defs.partitions import drives
-from rosbag_assets.defs.policies import RETRY, check, run_step
+from rosbag_assets.defs.policies import RETRY, check, described, run_step
 from rosbag_assets.defs.privacy import anonymized_frames
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.io.storage import redact
@@ -36,10 +36,13 @@ class TrainingDatasetConfig(dg.Config, TrainingDatasetOptions):
     kinds={"sagemaker", "coco", "parquet"},
     deps=[extracted_frames, object_labels],
     retry_policy=RETRY,
-    description="Boxes people reviewed in a labelling tool (a SageMaker Ground Truth output manifest or a COCO "
-    "file, read only from under the output or landing root), mapped onto this drive's frames, with the "
-    "reviewer job, labeling job ARN and time; earlier imports of other frames are kept. training_dataset "
-    "prefers them to the model's boxes. Config `file` names what to import.",
+    **described(
+        "Boxes people reviewed in a labelling tool (a SageMaker Ground Truth output manifest or a COCO file, "
+        "read only from under the output or landing root), mapped onto this drive's frames, with the reviewer "
+        "job, labeling job ARN and time; earlier imports of other frames are kept. training_dataset prefers "
+        "them to the model's boxes. Config `file` names what to import.",
+        "Asset configuration (Launchpad / run config)",
+    ),
 )
 def reviewed_labels(
     context: dg.AssetExecutionContext,
@@ -58,8 +61,11 @@ def reviewed_labels(
     check_specs=[
         check("dataset_has_training_data", "training_dataset", "The train split holds images with boxes")
     ],
-    description="Frames and labels of chosen drives (reviewed labels preferred), deduplicated and split by "
-    "drive or time block, exported as Ultralytics YOLO, COCO, SageMaker Ground Truth, Label Studio and CVAT.",
+    **described(
+        "Frames and labels of chosen drives (reviewed labels preferred), deduplicated and split by drive or "
+        "time block, exported as Ultralytics YOLO, COCO, SageMaker Ground Truth, Label Studio and CVAT.",
+        "Asset configuration (Launchpad / run config)",
+    ),
 )
 def training_dataset(
     context: dg.AssetExecutionContext,

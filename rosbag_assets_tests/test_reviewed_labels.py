@@ -357,3 +357,26 @@ def test_dagster_asset_lineage_and_import_sensor(root: Path, tmp_path: Path) -> 
     )
     (event,) = result.get_asset_materialization_events()
     assert event.materialization.metadata["frames_reviewed"].value > 0
+
+
+def test_s3_files_are_read_only_under_an_s3_root() -> None:
+    from rosbag_assets.steps.reviewed_labels import resolve_file
+
+    roots = ["s3://bucket/out", "/nowhere/landing"]
+    store, key = resolve_file("s3://bucket/out/reviews/job/manifests/output/output.manifest", roots)
+    assert store.uri(key) == "s3://bucket/out/reviews/job/manifests/output/output.manifest"
+    assert key == "reviews/job/manifests/output/output.manifest"
+    for outside in ("s3://bucket/outside/x.manifest", "s3://other/out/x.manifest", "/nowhere/else/x.json"):
+        with pytest.raises(OutsideRootError):
+            resolve_file(outside, roots)
+    with pytest.raises(ValueError, match="use s3://bucket/key or a local path"):
+        resolve_file("https://example.com/x.manifest", roots)
+    store, key = resolve_file("reviews/coco/a.json", roots)  # relative: a key under the output root
+    assert store.uri(key) == "s3://bucket/out/reviews/coco/a.json"
+    from rosbag_assets.steps.reviewed_labels import is_review_file
+
+    assert is_review_file("reviews/adjust-cars/manifests/output/output.manifest")
+    assert is_review_file("reviews/coco/cvat-task-7/instances_default.json")
+    assert not is_review_file("reviews/adjust-cars/annotations/worker-response/iteration-1/0/x.json")
+    assert not is_review_file("reviews/adjust-cars/manifests/intermediate/1/output.manifest")
+    assert not is_review_file("drive_r/reviews/coco/a.json")

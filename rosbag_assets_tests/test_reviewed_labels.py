@@ -215,6 +215,10 @@ def test_every_entry_must_be_a_frame_of_the_drive(root: Path, tmp_path: Path) ->
         ReviewedLabelsError, match=r"unknown\.manifest, line 1: image 's3://elsewhere/holiday\.jpg'"
     ):
         attempt("unknown.manifest", unknown_image)
+    typo = json.loads(json.dumps(r_lines))
+    typo[1]["drive"] = "drive_x"
+    with pytest.raises(ReviewedLabelsError, match=r"typo\.manifest, line 2: names drive 'drive_x'"):
+        attempt("typo.manifest", typo)
     others = [line for line in lines if line.get("drive") == "drive_s"]
     with pytest.raises(ReviewedLabelsError, match=r"no entry is about drive drive_r .*drive_s"):
         attempt("others.manifest", others)

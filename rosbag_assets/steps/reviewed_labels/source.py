@@ -114,6 +114,12 @@ def assign_to_drive(
                 "(nor named like a frame of another drive)"
             )
         rows.at[i, "drive"], rows.at[i, "frame_key"] = owner, key
+    unknown = rows[~rows["drive"].isin([drive, *others])]
+    if len(unknown):
+        first = unknown.iloc[0]
+        raise ReviewedLabelsError(
+            f"{where}, {first['entry']}: names drive {first['drive']!r}, which has no outputs here"
+        )
     mine = rows[rows["drive"] == drive]
     other = Counter(rows.loc[rows["drive"] != drive, "drive"])
     if mine.empty:

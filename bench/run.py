@@ -174,10 +174,13 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline-frames", type=int, default=40, help="frames per topic the baseline encodes"
     )
     parser.add_argument(
-        "--skip", default="", help="comma separated: extract,parallel,wire,lanes,topics,detect,scan"
+        "--skip", default="", help="comma separated: extract,parallel,wire,lanes,topics,detect,anon,scan"
     )
     parser.add_argument("--drives", type=int, default=10_000, help="drives in the landing root for the scan")
     parser.add_argument("--detect-frames", type=int, default=64)
+    parser.add_argument(
+        "--anon-frames", type=int, default=None, help="frames anonymized per run (default 24, --quick 6)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per workload; the median is reported")
     args = parser.parse_args(argv)
     sizes = [0.2] if args.quick else [float(s) for s in args.sizes.split(",")]
@@ -241,6 +244,15 @@ def main(argv: list[str] | None = None) -> int:
         results["detect"] = bench_detect(work, args.detect_frames)
         print("\n## detection (same ONNX file, same frames, decode + letterbox on both sides)")
         print_table([results["detect"]], list(results["detect"]))
+    if "anon" not in skip:
+        from bench.anonymize import bench_anonymize
+
+        frames = args.anon_frames or (6 if args.quick else 24)
+        results["anon"] = bench_anonymize(work, frames, args.repeat)
+        print(
+            "\n## anonymisation: anonymized_frames vs its models in a bare loop vs decode+encode (same frames)"
+        )
+        print_table([results["anon"]], list(results["anon"]))
     if "scan" not in skip:
         from bench.overhead import bench_cli, bench_overhead
         from bench.scan import bench_scan

@@ -112,3 +112,11 @@ def test_reviewed_frames_are_never_dropped() -> None:
     kept, report = dedupe_frames(frames, d.read_bytes, THRESHOLD)
     assert kept["frame_key"].tolist() == frames["frame_key"].iloc[:2].tolist()
     assert report.dropped == 2
+
+
+def test_frames_too_small_for_a_quarter_scale_decode_still_get_a_thumbnail() -> None:
+    """A real bag (ros_numpy's test.bag) holds a 2x2 RGBA PNG; OpenCV cannot decode it at 1/4 scale."""
+    tiny = cv2.imencode(".png", np.full((2, 2, 4), 200, np.uint8))[1].tobytes()
+    with pytest.raises(cv2.error):
+        cv2.imdecode(np.frombuffer(tiny, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_4)
+    assert thumbnail(tiny).shape == (36, 64)

@@ -2,7 +2,9 @@
 
 YOLO label files are parsed back (Ultralytics itself trains on them in test_training_dataset_train.py), COCO is
 loaded and self-evaluated with pycocotools, Label Studio tasks are validated and converted by label-studio-sdk,
-Ground Truth manifests and CVAT XML are checked against their documented structure and round-tripped.
+Ground Truth manifests are checked against their documented structure and round-tripped, CVAT XML is checked
+strictly against the CVAT for images 1.1 layout and read back by labelformat's CVAT reader (datumaro, the reader
+CVAT itself uses, would downgrade pandas, pillow and pyarrow in this environment).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from training_dataset_data import Drives, real_images
+from training_dataset_data import Drives, read_cvat_export, real_images
 
 from rosbag_assets.steps.training_dataset import (
     DatasetOutputError,
@@ -196,28 +198,33 @@ def test_ground_truth_manifest_follows_the_bounding_box_output_format(built: Dat
         np.testing.assert_allclose(xyxy(back), xyxy(ours), atol=1.0)
 
 
-def test_cvat_xml_matches_the_cvat_for_images_1_1_layout(built: DatasetResult) -> None:
+def test_cvat_xml_is_strict_cvat_1_1_and_reads_back_in_a_cvat_reader(
+    built: DatasetResult, tmp_path: Path
+) -> None:
     for split in ("train", "val", "test"):
-        root = ET.parse(built.out_dir / "cvat" / f"{split}.xml").getroot()
-        assert root.tag == "annotations" and root.findtext("version") == "1.1"
-        task = root.find("meta/task")
-        assert [el.findtext("name") for el in task.findall("labels/label")] == built.class_names
-        assert {el.findtext("type") for el in task.findall("labels/label")} == {"rectangle"}
+        xml = built.out_dir / "cvat" / f"{split}.xml"
+        back = read_cvat_export(xml, built.out_dir / "images" / split, built.class_names)
         images = built.images[built.images["split"] == split]
-        xml_images = root.findall("image")
-        assert int(task.findtext("size")) == len(xml_images) == len(images)
-        assert [int(el.get("id")) for el in xml_images] == list(range(len(images)))
-        for el, img in zip(xml_images, images.itertuples(), strict=True):
-            decoded = cv2.imread(str(built.out_dir / "images" / split / el.get("name")))
-            assert (int(el.get("width")), int(el.get("height"))) == (decoded.shape[1], decoded.shape[0])
-            boxes = el.findall("box")
-            got = np.array([[float(b.get(k)) for k in ("xtl", "ytl", "xbr", "ybr")] for b in boxes]).reshape(
-                -1, 4
-            )
+        assert list(back) == images["file_name"].tolist()
+        for img in images.itertuples():
             ours = built.boxes[built.boxes["image_id"] == img.image_id]
+            got = np.array([b[1:] for b in back[img.file_name]]).reshape(-1, 4)
             np.testing.assert_allclose(got, xyxy(ours), atol=0.01)
-            assert [b.get("label") for b in boxes] == ours["class_name"].tolist()
-            assert all(b.get("occluded") == "0" and b.get("z_order") == "0" for b in boxes)
+            assert [b[0] for b in back[img.file_name]] == ours["class_name"].tolist()
+
+    # the strict check can fail: a box past the image edge, an unknown attribute, a wrong image size
+    root = ET.parse(built.out_dir / "cvat" / "train.xml").getroot()
+    for attribute, value in (("xbr", "99999"), ("keyframe", "1")):
+        broken = ET.fromstring(ET.tostring(root))
+        next(el for el in broken.iter("box")).set(attribute, value)
+        ET.ElementTree(broken).write(tmp_path / "broken.xml")
+        with pytest.raises(AssertionError):
+            read_cvat_export(tmp_path / "broken.xml", built.out_dir / "images" / "train", built.class_names)
+    broken = ET.fromstring(ET.tostring(root))
+    broken.find("image").set("width", "7")
+    ET.ElementTree(broken).write(tmp_path / "broken.xml")
+    with pytest.raises(AssertionError):
+        read_cvat_export(tmp_path / "broken.xml", built.out_dir / "images" / "train", built.class_names)
 
 
 def test_stats_previews_and_tables_describe_what_was_written(built: DatasetResult) -> None:

@@ -148,3 +148,16 @@ def test_reviewed_rows_replace_model_rows_on_their_frames_only(drives: Drives) -
 def test_missing_label_columns_are_named(drives: Drives) -> None:
     with pytest.raises(DatasetInputError, match="confidence"):
         select_boxes(drives.frames, drives.label_rows.drop(columns=["confidence"]), TrainingDatasetOptions())
+
+
+def test_frames_trainers_reject_as_too_small_are_left_out_and_counted(drives: Drives) -> None:
+    frames = drives.frames.copy()
+    frames.loc[0, ["width", "height"]] = [2, 2]
+    frames.loc[1, ["width", "height"]] = [9, 400]
+    sel = select_boxes(frames, drives.label_rows, TrainingDatasetOptions(keep_empty=True))
+    assert sel.counts["too_small_frames"] == 2
+    assert not set(frames.loc[:1, "frame_key"]) & set(sel.frames["frame_key"])
+    everything = select_boxes(
+        frames, drives.label_rows, TrainingDatasetOptions(keep_empty=True, min_image_side=1)
+    )
+    assert everything.counts["too_small_frames"] == 0 and len(everything.frames) == len(frames)

@@ -129,3 +129,74 @@ class Drives:
                             }
                         )
                 stamp += round(1e9 / hz)
+
+
+CVAT_BOX_ATTRIBUTES = {"label", "source", "occluded", "xtl", "ytl", "xbr", "ybr", "z_order"}
+
+
+def read_cvat_export(xml_path: Path, images_dir: Path, class_names: list[str]) -> dict[str, list[tuple]]:
+    """A CVAT for images 1.1 file checked strictly against the documented layout, then read back by a
+    third-party CVAT reader (labelformat); returns image name -> [(label, xtl, ytl, xbr, ybr)] as that
+    reader saw them. Every element and attribute is checked, image sizes against the decoded images."""
+    import datetime as dt
+    import re
+    import tempfile
+    import xml.etree.ElementTree as ET
+
+    from labelformat.formats.cvat import CVATObjectDetectionInput
+    from labelformat.model.bounding_box import BoundingBoxFormat
+
+    root = ET.parse(xml_path).getroot()
+    assert root.tag == "annotations" and not root.attrib
+    assert [el.tag for el in root][:2] == ["version", "meta"] and root.findtext("version") == "1.1"
+    assert {el.tag for el in root[2:]} <= {"image"}
+    task = root.find("meta/task")
+    assert task is not None and [el.tag for el in task] == ["name", "size", "mode", "labels"]
+    assert task.findtext("name") and task.findtext("mode") == "annotation"
+    dt.datetime.fromisoformat(root.findtext("meta/dumped") or "")
+    labels = task.findall("labels/label")
+    assert [el.findtext("name") for el in labels] == class_names
+    for el in labels:
+        assert [c.tag for c in el] == ["name", "color", "type", "attributes"] and el.findtext(
+            "type"
+        ) == "rectangle"
+        assert re.fullmatch(r"#[0-9a-f]{6}", el.findtext("color") or "") and not list(el.find("attributes"))
+    images = root.findall("image")
+    assert int(task.findtext("size") or -1) == len(images)
+    assert [int(el.get("id")) for el in images] == list(range(len(images)))
+    ours: dict[str, list[tuple]] = {}
+    for el in images:
+        assert set(el.attrib) == {"id", "name", "width", "height"}
+        decoded = cv2.imread(str(images_dir / el.get("name")), cv2.IMREAD_UNCHANGED)
+        assert decoded is not None, el.get("name")
+        w, h = int(el.get("width")), int(el.get("height"))
+        assert (w, h) == (decoded.shape[1], decoded.shape[0])
+        boxes = []
+        for box in el:
+            assert box.tag == "box" and set(box.attrib) == CVAT_BOX_ATTRIBUTES and not list(box)
+            assert box.get("label") in class_names and box.get("source") == "auto"
+            assert box.get("occluded") in ("0", "1") and int(box.get("z_order")) == 0
+            xtl, ytl, xbr, ybr = (float(box.get(k)) for k in ("xtl", "ytl", "xbr", "ybr"))
+            assert 0 <= xtl < xbr <= w and 0 <= ytl < ybr <= h, box.attrib
+            boxes.append((box.get("label"), xtl, ytl, xbr, ybr))
+        ours[el.get("name")] = boxes
+
+    # labelformat hands text to lxml, which refuses a str with an encoding declaration (CVAT writes one)
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = Path(tmp) / xml_path.name
+        bare.write_text(re.sub(r"^<\?xml[^>]*\?>\s*", "", xml_path.read_text(encoding="utf-8")))
+        reader = CVATObjectDetectionInput(input_file=bare)
+    assert [c.name for c in reader.get_categories()] == class_names
+    theirs: dict[str, list[tuple]] = {}
+    for label in reader.get_labels():
+        assert (label.image.width, label.image.height) == tuple(
+            int(e.get(k))
+            for e in images
+            if e.get("name") == label.image.filename
+            for k in ("width", "height")
+        )
+        theirs[label.image.filename] = [
+            (obj.category.name, *obj.box.to_format(BoundingBoxFormat.XYXY)) for obj in label.objects
+        ]
+    assert theirs == ours
+    return theirs

@@ -6,7 +6,7 @@ from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.drives import extracted_frames
 from rosbag_assets.defs.labels import object_labels
 from rosbag_assets.defs.partitions import drives
-from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check, run_step
+from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check, described, run_step
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.steps.anonymized_frames import AnonymizedFramesOptions
 
@@ -28,9 +28,13 @@ class AnonymizedFramesConfig(dg.Config, AnonymizedFramesOptions):
             "Every chosen frame was read, anonymized and stored; otherwise nothing is published",
         ),
     ],
-    description="The drive's colour frames with faces (CenterFace) and licence plates (PP-OCR text detector on "
-    "object_labels' vehicle boxes) blurred or pixelated, regions carried over a few frames per topic; tar shards "
-    "and an index like extracted_frames (same frame keys) plus regions.parquet; models and hashes recorded.",
+    **described(
+        "The drive's colour frames with faces (CenterFace) and licence plates (PP-OCR text detector on "
+        "object_labels' vehicle boxes) blurred or pixelated, regions carried over a few frames per topic; tar "
+        "shards and an index like extracted_frames (same frame keys) plus regions.parquet; models and hashes "
+        "recorded.",
+        "Asset configuration (Launchpad / run config)",
+    ),
 )
 def anonymized_frames(
     context: dg.AssetExecutionContext,

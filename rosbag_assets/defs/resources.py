@@ -71,6 +71,8 @@ class DriveStorage(dg.ConfigurableResource):
             params["output_url"] = self.output_url
         if step in ("raw_bags", "extracted_frames", "topic_tables"):
             params["source"] = self.drive_uri(drive)
+        if step == "reviewed_labels" and self.landing_root:  # a root its imported file may live under
+            params["landing_root"] = self.landing_root
         return params
 
 

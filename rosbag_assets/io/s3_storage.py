@@ -168,13 +168,3 @@ def _s3_client(endpoint_url: str | None, *, raw_timestamps: bool = False) -> Any
     return session.client(
         "s3", endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3"), config=retry_config()
     )
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """Split ``s3://bucket/prefix`` into (bucket, prefix)."""
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    if not bucket:
-        raise ValueError(f"s3 URI has no bucket: {uri!r}")
-    return bucket, prefix.strip("/")

@@ -263,10 +263,20 @@ class LocalStorage:
             path.unlink(missing_ok=True)
 
 
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/prefix`` into (bucket, prefix)."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"s3 URI has no bucket: {uri!r}")
+    return bucket, prefix.strip("/")
+
+
 def storage_from_uri(uri: str, *, endpoint_url: str | None = None, client: Any = None) -> Storage:
     """A local folder path or ``s3://bucket/prefix`` -> Storage."""
     if uri.startswith("s3://"):  # boto3 is imported only where S3 is used
-        from rosbag_assets.io.s3_storage import S3Storage, parse_s3_uri
+        from rosbag_assets.io.s3_storage import S3Storage
 
         bucket, prefix = parse_s3_uri(uri)
         return S3Storage(bucket, prefix, endpoint_url=endpoint_url, client=client)

@@ -32,10 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.shards import TarShards
-from rosbag_assets.io.storage import Storage, join_key
+from rosbag_assets.io.storage import Storage
 from rosbag_assets.steps import report
 from rosbag_assets.steps.extracted_frames.bag import topic_slug
 from rosbag_assets.steps.extracted_frames.options import INDEX_COLUMNS
+from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.vision import preview
 from rosbag_assets.vision.anonymize import VEHICLE_CLASSES, AnonymizeOptions, Anonymizer, Region, model_info
 
@@ -115,20 +116,12 @@ class AnonymizedFramesOptions(BaseModel):
         return AnonymizeOptions(**self.model_dump(exclude=own | {"vehicle_classes"}))
 
 
-def run_anonymized_frames(
-    *,
-    drive: str,
-    output: Storage,
-    options: dict[str, Any] | None = None,
-    run_id: str | None = None,
-    log: report.StepLog | None = None,
-) -> report.StepResult:
+@step_runner(AnonymizedFramesOptions)
+def run_anonymized_frames(step: Step[AnonymizedFramesOptions]) -> report.StepResult:
     """Anonymize the drive's committed colour frames and publish ``<drive>/anonymized_frames``."""
-    log = log or report.default_log()
-    opts = AnonymizedFramesOptions.model_validate(dict(options or {}))
-    t0 = time.perf_counter()
+    drive, output, opts, log = step.drive, step.output, step.options, step.log
     version, index = frames.committed_frames(output, drive)
-    labels_version, labels_manifest = publish.require_current(output, join_key(drive, "object_labels"))
+    labels_version, labels_manifest = step.current("object_labels")
     if labels_manifest.get("frames_version") not in (None, version.version):
         log.warning(
             f"{drive}: object_labels were made on frames {labels_manifest.get('frames_version')}, "
@@ -139,7 +132,7 @@ def run_anonymized_frames(
     anonymizer = Anonymizer(opts.anonymize_options())
     log.info(f"anonymizing {len(chosen)} frames of {drive} ({len(vehicles)} frames have vehicle boxes)")
 
-    staging = publish.begin(output, join_key(drive, ASSET), run_id)
+    staging = step.begin(ASSET)
     sink = _shard_sink(staging, opts.shard_mb)
     rows: list[dict[str, Any]] = []
     regions: list[dict[str, Any]] = []
@@ -233,7 +226,7 @@ def run_anonymized_frames(
             [("model", "string"), ("file", "string"), ("sha256", "string"), ("licence", "string")],
         ),
         "frames_per_s": report.number((len(table) + len(errors)) / work_s if work_s else 0.0),
-        "elapsed_s": report.number(time.perf_counter() - t0),
+        "elapsed_s": report.number(time.perf_counter() - step.started),
         "index": report.uri_value(staging.uri("index.parquet")),
         "regions_uri": report.uri_value(staging.uri("regions.parquet")),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),

@@ -34,6 +34,7 @@ DRIVE_STEPS = (
     "object_labels",
     "lane_labels",
     "anonymized_frames",
+    "reviewed_labels",
     "drive_report",
     "topic_tables",
     "drive_timeline",
@@ -60,6 +61,7 @@ RUNNERS = {
     "object_labels": "rosbag_assets.steps.object_labels:run_object_labels",
     "lane_labels": "rosbag_assets.steps.lane_labels:run_lane_labels",
     "anonymized_frames": "rosbag_assets.steps.anonymized_frames:run_anonymized_frames",
+    "reviewed_labels": "rosbag_assets.steps.reviewed_labels:run_reviewed_labels",
     "drive_report": "rosbag_assets.steps.drive_report:run_drive_report",
     "topic_tables": "rosbag_assets.steps.topic_tables.run:run_topic_tables",
     "drive_timeline": "rosbag_assets.steps.timeline_steps:run_drive_timeline",
@@ -71,7 +73,11 @@ RUNNERS = {
     "detector_export": "rosbag_assets.steps.detector_assets:run_detector_export",
 }
 READS_SOURCE = ("raw_bags", "extracted_frames", "topic_tables")  # steps that read the drive's bags
-READS_S3_DIRECTLY = ("training_dataset", "catalog")  # steps that open s3:// locations themselves
+READS_S3_DIRECTLY = (
+    "training_dataset",
+    "catalog",
+    "reviewed_labels",
+)  # steps that open s3:// locations themselves
 
 
 def _run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> report.StepResult:
@@ -94,6 +100,11 @@ def _run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> r
         kwargs["source"] = storage_from_uri(params["source"], endpoint_url=endpoint)
     if step in READS_S3_DIRECTLY:
         kwargs["endpoint_url"] = endpoint
+    if step == "reviewed_labels":  # reads the file it imports only from under these roots
+        kwargs["roots"] = [
+            params["output"],
+            *([params["landing_root"]] if params.get("landing_root") else []),
+        ]
     if step == "extracted_frames":  # a share of a split run (see steps.fanout)
         kwargs.update(
             version=params.get("version"),

@@ -119,6 +119,11 @@ def image_file_name(drive: str, frame_key: str, data: bytes) -> str:
     ext = ".png" if data[:8] == b"\x89PNG\r\n\x1a\n" else ".jpg" if data[:2] == b"\xff\xd8" else None
     if ext is None:
         raise DatasetOutputError(f"frame {frame_key} of drive {drive} is neither JPEG nor PNG")
+    return dataset_file_name(drive, frame_key, ext)
+
+
+def dataset_file_name(drive: str, frame_key: str, ext: str) -> str:
+    """The file name a frame gets in every dataset (`ext` ".jpg" or ".png"): how a labelling tool names it."""
     stem = re.sub(r"\.(jpe?g|png)$", "", frame_key, flags=re.IGNORECASE)
     return _UNSAFE.sub("_", f"{drive}__{stem.strip('/').replace('/', '__')}") + ext
 
@@ -247,4 +252,11 @@ def _place_images(
     return pd.DataFrame(rows, columns=IMAGE_COLUMNS)
 
 
-__all__ = ["SPLITS", "DatasetOutputError", "DatasetResult", "build_dataset", "image_file_name"]
+__all__ = [
+    "SPLITS",
+    "DatasetOutputError",
+    "DatasetResult",
+    "build_dataset",
+    "dataset_file_name",
+    "image_file_name",
+]

@@ -32,7 +32,11 @@ class FrameReadError(RuntimeError):
 
 def thumbnail(data: bytes, size: tuple[int, int] = THUMB_SIZE) -> np.ndarray:
     """A zero-mean float32 grey thumbnail of encoded image bytes (JPEG decodes at 1/4 scale, fast)."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_4)
+    buf = np.frombuffer(data, np.uint8)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_4)
+    except cv2.error:  # a frame under 4 px a side cannot be decoded at 1/4 scale
+        img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise ValueError("undecodable image data")
     thumb = cv2.resize(img, size, interpolation=cv2.INTER_AREA).astype(np.float32)

@@ -41,6 +41,12 @@ class TrainingDatasetOptions(BaseModel):
     min_confidence: float = Field(
         0.25, ge=0.0, le=1.0, description="Model labels below this are dropped; reviewed labels never are."
     )
+    min_image_side: int = Field(
+        10,
+        ge=1,
+        description="Frames whose shorter side is below this (px) are left out: trainers reject them "
+        "(Ultralytics drops images under 10 px as corrupt).",
+    )
     keep_empty: bool = Field(
         default=False,
         description="Keep frames without boxes as background images (only right when every frame was labelled).",

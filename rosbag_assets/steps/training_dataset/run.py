@@ -15,6 +15,7 @@ import pandas as pd
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
+from rosbag_assets.steps.reviewed_labels import read_current
 from rosbag_assets.steps.training_dataset.build import build_dataset
 from rosbag_assets.steps.training_dataset.options import TrainingDatasetOptions
 
@@ -41,6 +42,15 @@ def _drive_tables(output: Storage, drive: str, frames_from: str) -> tuple[pd.Dat
     return frames_version.read_parquet("index.parquet"), labels_version.read_parquet("labels.parquet")
 
 
+def _reviewed(output: Storage, drives: list[str]) -> tuple[pd.DataFrame | None, dict[str, str]]:
+    """The current `reviewed_labels` rows of the drives that have any, and which version each came from."""
+    found = {d: got for d in drives if (got := read_current(output, d)) is not None}
+    if not found:
+        return None, {}
+    rows = pd.concat([table for table, _ in found.values()], ignore_index=True)
+    return rows, {d: version for d, (_, version) in found.items()}
+
+
 def run_training_dataset(
     *,
     output: Storage,
@@ -60,8 +70,10 @@ def run_training_dataset(
     tables = [_drive_tables(output, d, opts.frames_from) for d in drives]
     index = pd.concat([t[0] for t in tables], ignore_index=True)
     labels = pd.concat([t[1] for t in tables], ignore_index=True)
+    reviewed, reviewed_versions = _reviewed(output, drives) if opts.use_reviewed else (None, {})
     log.info(
         f"training_dataset {opts.name}: {len(index)} frames, {len(labels)} labels from {len(drives)} drives"
+        + (f"; reviewed labels of {sorted(reviewed_versions)}" if reviewed_versions else "")
     )
 
     def read_bytes(row: dict[str, Any]) -> bytes:
@@ -69,8 +81,12 @@ def run_training_dataset(
 
     with tempfile.TemporaryDirectory(prefix="training-dataset-") as tmp:
         folder = Path(tmp) / "dataset"
-        result = build_dataset(index, labels, read_bytes, opts, folder, log=log.info)
         draft = publish.begin(output, dataset_prefix(opts.name), run_id)
+        # Ground Truth / Label Studio reference images where they are published, not the build folder
+        built_opts = (
+            opts if opts.source_ref_prefix else opts.model_copy(update={"source_ref_prefix": draft.uri()})
+        )
+        result = build_dataset(index, labels, read_bytes, built_opts, folder, reviewed=reviewed, log=log.info)
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             draft.renew_lease()
             output.upload_file(path, draft.key(path.relative_to(folder).as_posix()))
@@ -85,9 +101,19 @@ def run_training_dataset(
         )
     ]
     rejected = report.blocking_failures(checks)
-    uri = draft.commit({"name": opts.name, "drives": drives, "options": opts.model_dump()}, rejected)
+    uri = draft.commit(
+        {
+            "name": opts.name,
+            "drives": drives,
+            "reviewed_labels_versions": reviewed_versions,
+            "options": opts.model_dump(),
+        },
+        rejected,
+    )
     metadata = {
         **built,
+        "reviewed_frames": report.integer(result.selection.get("reviewed_frames", 0)),
+        "reviewed_labels_versions": report.json_value(reviewed_versions),
         "dataset_uri": report.uri_value(uri),
         "data_yaml": report.uri_value(draft.uri("data.yaml")),
         "drives": report.json_value(drives),

@@ -98,8 +98,14 @@ def select_boxes(
     """Boxes of the kept classes on the chosen frames, in the stored frames' pixels, and the frames to use."""
     _require(labels, [*FRAME_KEY, "class_name", "confidence", "x1", "y1", "x2", "y2"], "object labels")
     frames = select_frames(frames, options)
+    small = (frames[["image_width", "image_height"]].min(axis=1) < options.min_image_side).to_numpy()
+    frames = frames[~small].reset_index(drop=True)
     merged, reviewed_frames = merge_reviewed(labels, reviewed if options.use_reviewed else None)
-    counts = {"label_rows": len(labels), "reviewed_frames": len(reviewed_frames)}
+    counts = {
+        "label_rows": len(labels),
+        "reviewed_frames": len(reviewed_frames),
+        "too_small_frames": int(small.sum()),
+    }
 
     counts["model_rows_replaced_by_review"] = len(labels) - int((~merged["reviewed"]).sum())
     sizes = frames[[*FRAME_KEY, "image_width", "image_height"]]

@@ -5,11 +5,10 @@ import json
 
 import dagster as dg
 
-from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.drives import extracted_frames
 from rosbag_assets.defs.labels import object_labels
 from rosbag_assets.defs.partitions import drives
-from rosbag_assets.defs.policies import RETRY, check, described, run_step
+from rosbag_assets.defs.policies import check, launchpad_config, step_asset
 from rosbag_assets.defs.privacy import anonymized_frames
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.io.storage import redact
@@ -21,59 +20,34 @@ from rosbag_assets.steps.reviewed_labels import (
 )
 from rosbag_assets.steps.training_dataset import TrainingDatasetOptions
 
+ReviewedLabelsConfig = launchpad_config(ReviewedLabelsOptions)
+TrainingDatasetConfig = launchpad_config(TrainingDatasetOptions)
 
-class ReviewedLabelsConfig(dg.Config, ReviewedLabelsOptions):
-    """Launchpad config of `reviewed_labels`: exactly the step's options model."""
-
-
-class TrainingDatasetConfig(dg.Config, TrainingDatasetOptions):
-    """Launchpad config of `training_dataset`: exactly the step's options model."""
-
-
-@dg.asset(
-    partitions_def=drives,
+reviewed_labels = step_asset(
+    "reviewed_labels",
+    "Boxes people reviewed in a labelling tool (a SageMaker Ground Truth output manifest or a COCO file, "
+    "read only from under the output or landing root), mapped onto this drive's frames, with the reviewer "
+    "job, labeling job ARN and time; earlier imports of other frames are kept. training_dataset prefers "
+    "them to the model's boxes. Config `file` names what to import.",
+    config=ReviewedLabelsConfig,
     group_name="datasets",
     kinds={"sagemaker", "coco", "parquet"},
-    deps=[extracted_frames, object_labels],
-    retry_policy=RETRY,
-    **described(
-        "Boxes people reviewed in a labelling tool (a SageMaker Ground Truth output manifest or a COCO file, "
-        "read only from under the output or landing root), mapped onto this drive's frames, with the reviewer "
-        "job, labeling job ARN and time; earlier imports of other frames are kept. training_dataset prefers "
-        "them to the model's boxes. Config `file` names what to import.",
-        "Asset configuration (Launchpad / run config)",
-    ),
+    deps=(extracted_frames, object_labels),
 )
-def reviewed_labels(
-    context: dg.AssetExecutionContext,
-    config: ReviewedLabelsConfig,
-    storage: DriveStorage,
-    compute: ComputeTargets,
-):
-    return run_step(context, storage, compute, config)
 
-
-@dg.asset(
+training_dataset = step_asset(
+    "training_dataset",
+    "Frames and labels of chosen drives (reviewed labels preferred), deduplicated and split by drive or "
+    "time block, exported as Ultralytics YOLO, COCO, SageMaker Ground Truth, Label Studio and CVAT.",
+    config=TrainingDatasetConfig,
+    per_drive=False,
     group_name="datasets",
     kinds={"yolo", "coco", "parquet"},
-    deps=[extracted_frames, anonymized_frames, object_labels, reviewed_labels],
-    retry_policy=RETRY,
-    check_specs=[
-        check("dataset_has_training_data", "training_dataset", "The train split holds images with boxes")
-    ],
-    **described(
-        "Frames and labels of chosen drives (reviewed labels preferred), deduplicated and split by drive or "
-        "time block, exported as Ultralytics YOLO, COCO, SageMaker Ground Truth, Label Studio and CVAT.",
-        "Asset configuration (Launchpad / run config)",
+    deps=(extracted_frames, anonymized_frames, object_labels, reviewed_labels),
+    checks=(
+        check("dataset_has_training_data", "training_dataset", "The train split holds images with boxes"),
     ),
 )
-def training_dataset(
-    context: dg.AssetExecutionContext,
-    config: TrainingDatasetConfig,
-    storage: DriveStorage,
-    compute: ComputeTargets,
-):
-    return run_step(context, storage, compute, config)
 
 
 @dg.sensor(

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from bagwriting import make_compressed_image, make_image, write_bag
 from conftest import ROS1_BAGS, ROS2_BAGS, shared
+from support import Log
 
 from rosbag_assets.io import publish
 from rosbag_assets.io.bags import BagReadError
@@ -17,18 +18,6 @@ from rosbag_assets.io.frames import read_indexed_bytes
 from rosbag_assets.io.storage import LocalStorage
 from rosbag_assets.steps.extracted_frames import IncompleteDriveError, run_extracted_frames
 from rosbag_assets.steps.raw_bags import run_raw_bags
-
-
-class Log:
-    def __init__(self) -> None:
-        self.infos: list[str] = []
-        self.warnings: list[str] = []
-
-    def info(self, msg: str) -> None:
-        self.infos.append(msg)
-
-    def warning(self, msg: str) -> None:
-        self.warnings.append(msg)
 
 
 def stored(row: pd.Series) -> bytes:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from bagwriting import make_compressed_image, make_image, typestore_for, write_bag
+from support import Log
 
 from rosbag_assets.io import publish
 from rosbag_assets.io.storage import LocalStorage
@@ -20,18 +21,6 @@ from rosbag_assets.steps.raw_bags import run_raw_bags
 T0 = 1_700_000_000_000_000_000
 H, W = 24, 32
 TOPIC = "/cam/image_raw"
-
-
-class Log:
-    def __init__(self) -> None:
-        self.infos: list[str] = []
-        self.warnings: list[str] = []
-
-    def info(self, msg: str) -> None:
-        self.infos.append(msg)
-
-    def warning(self, msg: str) -> None:
-        self.warnings.append(msg)
 
 
 def pixels(i: int) -> bytes:

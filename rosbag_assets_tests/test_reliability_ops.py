@@ -13,12 +13,13 @@ import pytest
 import yaml
 from bagwriting import make_image, write_bag
 from dagster._core.test_utils import create_run_for_test
+from support import tick
 
 from rosbag_assets.compute import ComputeTargets, LocalCompute
 from rosbag_assets.defs.drives import extracted_frames, raw_bags
 from rosbag_assets.defs.partitions import drives
 from rosbag_assets.defs.resources import DriveStorage
-from rosbag_assets.defs.sensors import ATTEMPT_TAG, FINGERPRINT_TAG, MAX_ATTEMPTS, drive_discovery_sensor
+from rosbag_assets.defs.sensors import ATTEMPT_TAG, FINGERPRINT_TAG, MAX_ATTEMPTS
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000_000_000_000
@@ -27,14 +28,6 @@ T0 = 1_700_000_000_000_000_000
 def cam_bag(path: Path) -> Path:
     img = np.zeros((8, 8, 3), np.uint8).tobytes()
     return write_bag(path, "ros1", {"/cam": [(T0, make_image("ros1", "bgr8", 8, 8, 24, img, stamp_ns=T0))]})
-
-
-def tick(instance: dg.DagsterInstance, storage: DriveStorage, cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"storage": storage})
-    result = drive_discovery_sensor(context)
-    for request in result.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    return result
 
 
 def finished(instance: dg.DagsterInstance, request: dg.RunRequest, status: dg.DagsterRunStatus) -> None:

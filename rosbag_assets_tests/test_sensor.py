@@ -6,19 +6,11 @@ from pathlib import Path
 
 import dagster as dg
 from conftest import shared
+from support import tick
 
 from rosbag_assets.defs.definitions import defs
 from rosbag_assets.defs.partitions import drives
 from rosbag_assets.defs.resources import DriveStorage
-from rosbag_assets.defs.sensors import drive_discovery_sensor
-
-
-def tick(instance: dg.DagsterInstance, storage: DriveStorage, cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"storage": storage})
-    result = drive_discovery_sensor(context)
-    for request in result.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    return result
 
 
 def test_new_changed_and_unchanged_drives(tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ import dagster as dg
 import numpy as np
 import pytest
 from conftest import ROS2_BAGS, shared
+from support import Log, tick
 
 from rosbag_assets.compute import ComputeTargets, LocalCompute
 from rosbag_assets.defs.definitions import defs
 from rosbag_assets.defs.drives import raw_bags
 from rosbag_assets.defs.partitions import drives
 from rosbag_assets.defs.resources import DriveStorage
-from rosbag_assets.defs.sensors import drive_discovery_sensor
 from rosbag_assets.io import publish
 from rosbag_assets.io.bag_index import _connection_times, message_times
 from rosbag_assets.io.bags import open_bag
@@ -26,18 +26,6 @@ from rosbag_assets.io.storage import LocalStorage
 from rosbag_assets.steps import progress, report
 from rosbag_assets.steps.entrypoint import run_step
 from rosbag_assets.vision.timeline import _segments, draw_timeline
-
-
-class Log:
-    def __init__(self) -> None:
-        self.infos: list[str] = []
-        self.warnings: list[str] = []
-
-    def info(self, msg: str) -> None:
-        self.infos.append(msg)
-
-    def warning(self, msg: str) -> None:
-        self.warnings.append(msg)
 
 
 class Clock:
@@ -163,14 +151,6 @@ def test_raw_bags_timeline_picture_and_the_sensor_fingerprint_agree(
     assert len(linked) < 1000
     assert res.metadata["elapsed_s"]["raw_value"] == round(res.metadata["elapsed_s"]["raw_value"], 2)
     assert res.metadata["target"]["raw_value"].startswith("local on ")
-
-
-def tick(instance: dg.DagsterInstance, storage: DriveStorage, cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"storage": storage})
-    result = drive_discovery_sensor(context)
-    for request in result.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    return result
 
 
 def test_sensor_skips_a_drive_materialized_outside_the_sensor(tmp_path: Path) -> None:

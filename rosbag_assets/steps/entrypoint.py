@@ -104,11 +104,11 @@ def _run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> r
 
         return run_topic_tables(source=storage_from_uri(params["source"], endpoint_url=endpoint), **common)
     if step == "drive_timeline":
-        from rosbag_assets.steps.timeline_steps import run_drive_timeline
+        from rosbag_assets.steps.drive_timeline.run import run_drive_timeline
 
         return run_drive_timeline(**common)
     if step == "scenes":
-        from rosbag_assets.steps.timeline_steps import run_scenes
+        from rosbag_assets.steps.scenes import run_scenes
 
         return run_scenes(**common)
     if step == "foxglove":

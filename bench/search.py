@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rosbag_assets.io.tables import read_table
 from rosbag_assets.steps import catalog as cat
 from rosbag_assets.steps.search import search
 
@@ -144,13 +145,13 @@ def build_catalog(db: Path, drives: int, labels: int, chunk: int = 50) -> float:
         for first in range(0, drives, chunk):
             parts = [synthetic_drive(i, labels) for i in range(first, min(drives, first + chunk))]
             for name in ("frames", "labels", "timeline", "scenes"):
-                data = cat.read_table(pd.concat([p[name] for p in parts], ignore_index=True))
+                data = read_table(pd.concat([p[name] for p in parts], ignore_index=True))
                 con.register("_bulk", data)
-                cat._evolve(con, name, "*", "SELECT * FROM _bulk")
+                cat.evolve(con, name, "*", "SELECT * FROM _bulk")
                 con.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM _bulk')
                 con.unregister("_bulk")
         for i in range(drives):  # one drive at a time, as upsert_drive does
-            cat._rebuild_hits(con, drive_name(i))
+            cat.rebuild_derived(con, drive_name(i))
         con.execute(
             "CREATE TABLE IF NOT EXISTS drives AS SELECT drive, now() AS updated_at, count(*) AS labels_rows "
             "FROM labels GROUP BY drive"

@@ -6,8 +6,9 @@ messages. Run by hand, ``--params params.json`` runs the job without Dagster and
 
 Parameters: ``{"step": <asset name>, "drive": ..., "source": <drive uri>,
 "output": <output root uri>, "s3_endpoint_url": ..., "run_id": ..., "options": {...}}`` plus, for
-``extract``, ``version``/``bag_names``/``commit`` to split work (see `steps.fanout`); an AWS Batch array child
-runs part ``AWS_BATCH_JOB_ARRAY_INDEX`` of the plan in its extras.
+``extract``, ``version``/``bag_names``/``commit`` to split work (see `steps.fanout`), and for ``catalog``,
+``drives`` (the drives that exist; others are dropped from it); an AWS Batch array child runs part
+``AWS_BATCH_JOB_ARRAY_INDEX`` of the plan in its extras.
 """
 
 from __future__ import annotations
@@ -80,9 +81,9 @@ def _run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> r
 
         return run_detector_export(**common)
     if step == "catalog":
-        from rosbag_assets.steps.catalog_step import run_catalog
+        from rosbag_assets.steps.catalog.run import run_catalog
 
-        return run_catalog(endpoint_url=endpoint, **common)
+        return run_catalog(endpoint_url=endpoint, drives=params.get("drives"), **common)
     common["drive"] = validate_drive_name(params["drive"])
     if step == "raw_bags":
         from rosbag_assets.steps.raw_bags import run_raw_bags

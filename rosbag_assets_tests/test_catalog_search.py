@@ -16,7 +16,8 @@ import pytest
 from conftest import shared
 from test_timeline_scenes import CAMERA, EPOCH, S, synthetic_drive, timeline_of
 
-from rosbag_assets.steps.catalog import CatalogError, connect, upsert_drive
+from rosbag_assets.steps.catalog.db import upsert_drive
+from rosbag_assets.steps.catalog.schema import CatalogError, connect
 from rosbag_assets.steps.scenes import find_scenes
 from rosbag_assets.steps.search import SearchError, main, search, write_sheet
 
@@ -121,7 +122,7 @@ def test_new_columns_are_added_and_bad_types_refused(catalog: Path, tables: dict
 WRITER = """
 import sys
 import pandas as pd
-from rosbag_assets.steps.catalog import upsert_drive
+from rosbag_assets.steps.catalog.db import upsert_drive
 
 db, prefix = sys.argv[1], sys.argv[2]
 for k in range(2):
@@ -424,3 +425,14 @@ def test_catalog_step_loads_the_other_drives_when_one_cannot_be_loaded(tmp_path:
     assert "column confidence" in result.metadata["not_loaded"]["raw_value"]["d2"]
     assert result.metadata["updated"]["raw_value"] == ["d1"]
     assert search(tmp_path / "out" / "catalog" / "catalog.duckdb", "true").total == 40
+
+
+def test_search_starts_without_pandas_or_opencv() -> None:
+    """On the command line most of a search's second is starting Python: the module imports only DuckDB."""
+    code = (
+        "import sys, rosbag_assets.cli, rosbag_assets.steps.search; "
+        "print(sorted(m for m in ('pandas', 'cv2', 'pyarrow', 'dagster') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

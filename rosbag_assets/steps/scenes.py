@@ -24,6 +24,7 @@ from rosbag_assets.io import publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.io.tables import Table, read_table
 from rosbag_assets.steps import report
+from rosbag_assets.steps.sql import column_refs
 from rosbag_assets.vision import preview
 from rosbag_assets.vision.signal_plot import draw_signals
 
@@ -97,20 +98,6 @@ def validate_rules(
             raise SceneRuleError(f"scene rule {name}: {exc}") from exc
         if kind not in ("BOOLEAN", '"NULL"'):
             raise SceneRuleError(f"scene rule {name}: {rule.when!r} gives {kind}, not true/false")
-
-
-def column_refs(tree: Any) -> set[str]:
-    """Names of the columns referenced anywhere in a `json_serialize_sql` tree."""
-    found: set[str] = set()
-    if isinstance(tree, dict):
-        if tree.get("class") == "COLUMN_REF":
-            found.add(tree["column_names"][-1])
-        for value in tree.values():
-            found |= column_refs(value)
-    elif isinstance(tree, list):
-        for value in tree:
-            found |= column_refs(value)
-    return found
 
 
 def find_scenes(

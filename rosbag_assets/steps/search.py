@@ -6,6 +6,9 @@ topic, stamp_ns, path, offset, bytes, scene_rules, ...), or `--scene NAME` picks
 rule (`scene_frames`). Both tables are derived when a drive is loaded, so a search is one filtered scan of
 one table. Only a WHERE expression is accepted (no `;`, no subqueries), checked by DuckDB's parser, and run
 on a read-only connection that cannot touch files.
+
+It imports only DuckDB (pandas, OpenCV and the frame readers load when a contact sheet or a DataFrame is
+asked for): on the command line, starting Python is most of the time a search takes.
 """
 
 from __future__ import annotations
@@ -16,16 +19,17 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import cv2
 import duckdb
-import pandas as pd
 
-from rosbag_assets.io.frames import decode_frame, read_indexed_bytes
-from rosbag_assets.steps.catalog import HITS, SCENE_FRAMES, connect, existing_tables, table_columns
-from rosbag_assets.steps.scenes import column_refs
-from rosbag_assets.vision import preview
+from rosbag_assets.steps.catalog.schema import HITS, SCENE_FRAMES, connect, existing_tables, table_columns
+from rosbag_assets.steps.sql import column_refs
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_DB = os.environ.get("ROSBAG_ASSETS_CATALOG", "var/catalog/catalog.duckdb")
 TILE_WIDTH = 320
@@ -38,9 +42,17 @@ class SearchError(ValueError):
 
 @dataclass
 class SearchResult:
-    rows: pd.DataFrame  # hits (label rows) or scene frames, at most `limit`
+    records: list[dict[str, Any]]  # hits (label rows) or scene frames, at most `limit`, by drive and time
+    columns: list[str]
     total: int  # matches before the limit
     seconds: float
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        """The records as a DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.records, columns=self.columns)
 
 
 def check_where(con: duckdb.DuckDBPyConnection, where: str) -> None:
@@ -96,17 +108,21 @@ def search(
                 raise SearchError(f"{db_path} holds no scenes or no frames yet")
             table, columns, filters, params = SCENE_FRAMES, "*", ["rule = $scene"], {"scene": scene}
         condition = " AND ".join(filters)
+        # two scans: the count reads only the filter columns; the top-N, in the table's own drive and time
+        # order, stops early (DuckDB skips row groups that cannot beat the rows already found)
         (total,) = con.execute(f"SELECT count(*) FROM {table} WHERE {condition}", params).fetchall()[0]
-        rows = con.execute(
+        cursor = con.execute(
             f"SELECT {columns} FROM {table} WHERE {condition} ORDER BY drive, stamp_ns LIMIT {int(limit)}",
             params,
-        ).df()
+        )
+        names = [d[0] for d in cursor.description]
+        records = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
         seconds = time.perf_counter() - t0
     except duckdb.Error as exc:  # a bad cast, a wrong function, a type mismatch: the user's query
         raise SearchError(str(exc).splitlines()[0]) from exc
     finally:
         con.close()
-    return SearchResult(rows, int(total), seconds)
+    return SearchResult(records, names, int(total), seconds)
 
 
 def write_sheet(
@@ -118,6 +134,11 @@ def write_sheet(
     endpoint_url: str | None = None,
 ) -> int:
     """A contact sheet of the hit frames with their boxes (the matching ones; all of a scene frame's)."""
+    import cv2
+
+    from rosbag_assets.io.frames import decode_frame, read_indexed_bytes
+    from rosbag_assets.vision import preview
+
     frames = rows.drop_duplicates(["drive", "frame_key"]).head(max_frames)
     boxes = rows if "class_name" in rows else _frame_labels(db_path, frames)
     tiles = []
@@ -132,6 +153,8 @@ def write_sheet(
 
 
 def _frame_labels(db_path: str | Path, frames: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
     con = connect(db_path, read_only=True)
     try:
         if "labels" not in existing_tables(con) or frames.empty:
@@ -143,7 +166,8 @@ def _frame_labels(db_path: str | Path, frames: pd.DataFrame) -> pd.DataFrame:
 
 
 def _describe(row: dict) -> str:
-    when = pd.Timestamp(int(row["stamp_ns"]), unit="ns", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    ns = int(row["stamp_ns"])
+    when = f"{datetime.fromtimestamp(ns // 10**9, UTC):%Y-%m-%dT%H:%M:%S}.{ns // 10**6 % 1000:03d}Z"
     return f"{row['drive']} {when} {row['topic']}"
 
 
@@ -178,12 +202,13 @@ def run(args: argparse.Namespace) -> int:
     except SearchError as exc:
         print(f"search: {exc}", file=sys.stderr)
         return 2
-    for row in result.rows.to_dict("records"):
+    for row in result.records:
         print(format_row(row))
     print(
-        f"{result.total} matches, {len(result.rows)} shown, {result.seconds * 1000:.0f} ms", file=sys.stderr
+        f"{result.total} matches, {len(result.records)} shown, {result.seconds * 1000:.0f} ms",
+        file=sys.stderr,
     )
-    if args.sheet and len(result.rows):
+    if args.sheet and result.records:
         n = write_sheet(
             args.db, result.rows, args.sheet, max_frames=args.sheet_frames, endpoint_url=args.endpoint_url
         )

@@ -32,6 +32,7 @@ from rosbag_assets.steps.catalog.schema import (
     SOURCE_TABLES,
     TABLES,
     CatalogError,
+    connect,
     evolve,
     existing_tables,
 )
@@ -46,27 +47,6 @@ class UpsertReport:
     exported: list[str] = field(default_factory=list)  # URIs of the Parquet exports written
     seconds: float = 0.0
     lock_wait_s: float = 0.0
-
-
-def connect(
-    db_path: str | Path, *, read_only: bool = False, timeout_s: float = 60.0
-) -> duckdb.DuckDBPyConnection:
-    """Open the catalog, waiting up to `timeout_s` while another process holds DuckDB's file lock.
-
-    Read-only connections cannot read files or load extensions (`enable_external_access` off), so a
-    query string from a user can only see the catalog.
-    """
-    config = {"enable_external_access": False} if read_only else {}
-    deadline = time.monotonic() + timeout_s
-    delay = 0.02
-    while True:
-        try:
-            return duckdb.connect(str(db_path), read_only=read_only, config=config)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
 
 
 @contextmanager

@@ -27,17 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from rosbag_assets.io import publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
-from rosbag_assets.steps.catalog.db import (
-    EXPORT_PREFIX,
-    connect,
-    export_key,
-    remove_drive,
-    upsert_drive,
-)
+from rosbag_assets.steps.catalog.db import EXPORT_PREFIX, export_key, remove_drive, upsert_drive
 from rosbag_assets.steps.catalog.schema import (
     DERIVED_TABLES,
     SOURCE_TABLES,
     CatalogError,
+    connect,
     existing_tables,
     table_columns,
 )

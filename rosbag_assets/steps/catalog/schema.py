@@ -1,7 +1,11 @@
-"""The catalog's tables and how their columns grow: a new column is added, a numeric one widened, a clash
-refused naming the drive, table and column."""
+"""The catalog's tables, how to open it, and how its columns grow: a new column is added, a numeric one
+widened, a clash refused naming the drive, table and column. Only DuckDB: `rosbag-assets search` imports
+this and must start fast."""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import duckdb
 
@@ -20,6 +24,27 @@ _FLOAT = ("FLOAT", "DOUBLE")
 
 class CatalogError(ValueError):
     """A table cannot go into the catalog as given (names the drive, table and column)."""
+
+
+def connect(
+    db_path: str | Path, *, read_only: bool = False, timeout_s: float = 60.0
+) -> duckdb.DuckDBPyConnection:
+    """Open the catalog, waiting up to `timeout_s` while another process holds DuckDB's file lock.
+
+    Read-only connections cannot read files or load extensions (`enable_external_access` off), so a
+    query string from a user can only see the catalog.
+    """
+    config = {"enable_external_access": False} if read_only else {}
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(db_path), read_only=read_only, config=config)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def existing_tables(con: duckdb.DuckDBPyConnection) -> set[str]:

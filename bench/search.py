@@ -1,8 +1,10 @@
 """Catalog search at fleet scale: a synthetic catalog of N drives x M labels, searched with the real code.
 
 ``.venv/bin/python -m bench.search --drives 1000 --labels 10000`` builds (or reuses) the catalog, times
-each query through `rosbag_assets.steps.search.search` (median of --repeat, connection included) and one
-incremental `upsert_drive` of a new drive into the full catalog, and prints the result row as JSON.
+each query through `rosbag_assets.steps.search.search` (median of --repeat, connection included) and as a
+user runs it, `rosbag-assets search` in a fresh process (`cli_median_s`: Python start, imports, query,
+printing), then one incremental `upsert_drive` of a new drive into the full catalog, and prints the result
+row as JSON.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rosbag_assets.steps import catalog as cat
+from rosbag_assets.io.tables import read_table
+from rosbag_assets.steps.catalog.db import upsert_drive, writer
+from rosbag_assets.steps.catalog.hits import rebuild_derived
+from rosbag_assets.steps.catalog.schema import connect, evolve
 from rosbag_assets.steps.search import search
 
 EPOCH = 1_714_557_600 * 10**9
@@ -140,21 +147,31 @@ def build_catalog(db: Path, drives: int, labels: int, chunk: int = 50) -> float:
     Only for the benchmark: a real catalog grows by `upsert_drive`, one drive per transaction.
     """
     t0 = time.perf_counter()
-    with cat.writer(db) as (con, _):
+    with writer(db) as (con, _):
         for first in range(0, drives, chunk):
             parts = [synthetic_drive(i, labels) for i in range(first, min(drives, first + chunk))]
             for name in ("frames", "labels", "timeline", "scenes"):
-                data = cat.read_table(pd.concat([p[name] for p in parts], ignore_index=True))
+                data = read_table(pd.concat([p[name] for p in parts], ignore_index=True))
                 con.register("_bulk", data)
-                cat._evolve(con, name, "*", "SELECT * FROM _bulk")
+                evolve(con, name, "*", "SELECT * FROM _bulk")
                 con.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM _bulk')
                 con.unregister("_bulk")
         for i in range(drives):  # one drive at a time, as upsert_drive does
-            cat._rebuild_hits(con, drive_name(i))
+            rebuild_derived(con, drive_name(i))
         con.execute(
             "CREATE TABLE IF NOT EXISTS drives AS SELECT drive, now() AS updated_at, count(*) AS labels_rows "
             "FROM labels GROUP BY drive"
         )
+    return time.perf_counter() - t0
+
+
+def cli_wall(db: Path, query: dict[str, Any]) -> float:
+    """Seconds `rosbag-assets search` takes in a fresh Python process, printing its hits."""
+    argv = [sys.executable, "-m", "rosbag_assets.cli", "search", "--db", str(db)]
+    argv += [query["where"]] if query.get("where") else []
+    argv += ["--scene", query["scene"]] if query.get("scene") else []
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True)
     return time.perf_counter() - t0
 
 
@@ -163,7 +180,7 @@ def bench_search(db: Path, drives: int, labels: int, repeat: int) -> dict[str, A
     if not db.exists():
         db.parent.mkdir(parents=True, exist_ok=True)
         built_s = build_catalog(db, drives, labels)
-    con = cat.connect(db, read_only=True)
+    con = connect(db, read_only=True)
     (n_labels,) = con.execute("SELECT count(*) FROM hits").fetchall()[0]
     (n_drives,) = con.execute("SELECT count(DISTINCT drive) FROM labels").fetchall()[0]
     con.close()
@@ -179,16 +196,17 @@ def bench_search(db: Path, drives: int, labels: int, repeat: int) -> dict[str, A
             {
                 **q,
                 "matches": res.total,
-                "rows_shown": len(res.rows),
+                "rows_shown": len(res.records),
                 "median_s": round(statistics.median(walls), 4),
                 "query_only_median_s": round(statistics.median(query_s), 4),
                 "first_s": round(walls[0], 4),
+                "cli_median_s": round(statistics.median(cli_wall(db, q) for _ in range(repeat)), 4),
             }
         )
     new = synthetic_drive(drives + 7, labels)
     name = drive_name(drives + 7)
-    report = cat.upsert_drive(db, name, new)
-    report_again = cat.upsert_drive(db, name, new)  # replacing a drive that is already there
+    report = upsert_drive(db, name, new)
+    report_again = upsert_drive(db, name, new)  # replacing a drive that is already there
     return {
         "drives": n_drives,
         "labels": n_labels,

@@ -8,11 +8,11 @@ scenes -> catalog -> foxglove, through the same entry point every compute target
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+import cv2
 import pandas as pd
 import pytest
 from mcap.reader import make_reader
@@ -21,6 +21,7 @@ from rosbag_assets.demo import sample_drive as sd
 from rosbag_assets.demo.sample_drive import write_sample_drive
 from rosbag_assets.io import publish
 from rosbag_assets.io.storage import LocalStorage
+from rosbag_assets.steps.catalog.run import catalog_versions
 from rosbag_assets.steps.entrypoint import run_step
 from rosbag_assets.steps.search import search
 from rosbag_assets.steps.topic_tables.run import read_topic_tables
@@ -99,6 +100,19 @@ def test_timeline_and_scenes_are_published_with_custom_rules(chain):
     (cruise,) = scenes[scenes["rule"] == "cruising"].itertuples()  # the sample drives at ~8 m/s throughout
     assert cruise.end_ns - cruise.start_ns >= 1.5e9 and len(cruise.frame_keys) > 0
     assert not (scenes["rule"] == "ego_stopped").any()
+    timeline_result, scenes_result = chain["results"]["drive_timeline"], chain["results"]["scenes"]
+    assert {c.name: c.passed for c in timeline_result.checks} == {
+        "grid_is_regular": True,
+        "speed_meets_frames": True,
+    }
+    assert manifest["rules"]["frame"] == {"method": "asof", "max_gap_ms": 200.0, "smooth_ms": 0.0}
+    for result, version, name in [
+        (timeline_result, tl_version, "timeline.png"),
+        (scenes_result, sc_version, "scenes.png"),
+    ]:
+        picture = cv2.imread(str(Path(version.uri(name))))
+        assert picture is not None and picture.shape[1] == 960
+        assert _raw(result, "picture").startswith("![")
 
 
 @pytest.mark.slow
@@ -112,15 +126,15 @@ def test_catalog_is_searchable_and_incremental(chain):
     hits = search(db, "class_name = 'bus'")
     assert hits.total > 0 and set(hits.rows["drive"]) == {DRIVE}
     assert hits.rows["speed_mps"].notna().all()  # the timeline joined onto the labels
-    state = json.loads((root / "out" / "catalog" / "state.json").read_text())
-    assert set(state[DRIVE]) == {
-        "raw_bags",
-        "extracted_frames",
-        "object_labels",
-        "lane_labels",
-        "drive_timeline",
-        "scenes",
+    loaded = catalog_versions(db)[DRIVE]
+    for asset in ("raw_bags", "extracted_frames", "object_labels", "lane_labels", "drive_timeline", "scenes"):
+        assert loaded[asset] == publish.current(chain["out"], f"{DRIVE}/{asset}")["version"]
+    assert {c.name: c.passed for c in result.checks} == {
+        "catalog_has_current_versions": True,
+        "every_label_searchable_once": True,
     }
+    (summary,) = _raw(result, "drives")["records"]
+    assert summary["drive"] == DRIVE and summary["labels"] == rows["labels"]
     assert (root / "out" / "catalog" / "labels" / f"drive={DRIVE}" / "part.parquet").is_file()
     again = _step(root, "catalog", drive=None)
     assert _raw(again, "drives_updated") == 0 and _raw(again, "drives_total") == 1
@@ -175,15 +189,62 @@ def test_catalog_asset_materializes_through_dagster(chain):
 
     root = chain["root"]
     storage = DriveStorage(landing_root=str(root / "landing"), output_root=str(root / "out"))
+    resources = {"storage": storage, "compute": ComputeTargets(local=LocalCompute(mode="in_process"))}
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("drives", [DRIVE])
     result = dg.materialize(
         [catalog],
-        resources={"storage": storage, "compute": ComputeTargets(local=LocalCompute(mode="in_process"))},
+        resources=resources,
         run_config={"ops": {"catalog": {"config": {"rebuild": True}}}},
+        instance=instance,
     )
     (event,) = result.get_asset_materialization_events()
     meta = event.materialization.metadata
     assert meta["drives_updated"].value == 1 and meta["drives_total"].value == 1  # rebuild reloads all
-    assert search(root / "out" / "catalog" / "catalog.duckdb", "class_name = 'bus'").total > 0
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    db = root / "out" / "catalog" / "catalog.duckdb"
+    assert search(db, "class_name = 'bus'").total > 0
+    # the drive's partition is deleted in Dagster (its outputs stay): the next update drops its rows
+    instance.delete_dynamic_partition("drives", DRIVE)
+    result = dg.materialize([catalog], resources=resources, instance=instance)
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["drives_removed"].value == 1 and meta["drives_total"].value == 0
+    assert search(db, "class_name = 'bus'").total == 0
+    assert not (root / "out" / "catalog" / "labels" / f"drive={DRIVE}" / "part.parquet").exists()
+    instance.add_dynamic_partitions("drives", [DRIVE])  # and back, for the tests after this one
+    dg.materialize([catalog], resources=resources, instance=instance)
+    assert search(db, "class_name = 'bus'").total > 0
+
+
+def test_catalog_updates_itself_after_a_drive_changes(tmp_path: Path) -> None:
+    """The automation sensor runs the catalog once a drive's upstream was materialized and nothing upstream
+    is still running; it does not ask again until something else changes."""
+    import dagster as dg
+
+    from rosbag_assets.defs.definitions import defs
+
+    sensor = defs.resolve_sensor_def("catalog_automation_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    catalog_key = dg.AssetKey("catalog")
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        instance.add_dynamic_partitions("drives", ["d1", "d2"])
+        selection = dg.AssetSelection.assets(catalog_key)
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection)
+        assert first.get_num_requested(catalog_key) == 0  # nothing materialized yet
+        instance.report_runless_asset_event(dg.AssetMaterialization("scenes", partition="d2"))
+        second = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=selection, cursor=first.cursor
+        )
+        assert second.get_num_requested(catalog_key) == 1
+        third = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=selection, cursor=second.cursor
+        )
+        assert third.get_num_requested(catalog_key) == 0  # handled: no second run for the same change
+        instance.report_runless_asset_event(dg.AssetMaterialization("object_labels", partition="d1"))
+        fourth = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=selection, cursor=third.cursor
+        )
+        assert fourth.get_num_requested(catalog_key) == 1
 
 
 @pytest.mark.slow
@@ -199,8 +260,8 @@ def test_catalog_on_s3_is_built_in_a_temp_copy_and_uploaded(chain, moto_server, 
     params = {"step": "catalog", "output": "s3://cat/out", "s3_endpoint_url": moto_server.url, "options": {}}
     first = run_step(params)
     assert _raw(first, "drives_updated") == 1 and _raw(first, "db") == "s3://cat/out/catalog/catalog.duckdb"
-    assert s3.exists(f"catalog/labels/drive={DRIVE}/part.parquet") and s3.exists("catalog/state.json")
+    assert s3.exists(f"catalog/labels/drive={DRIVE}/part.parquet")
     assert _raw(first, "search_example").count("aws s3 cp s3://cat/out/catalog/catalog.duckdb") == 1
     s3.download_file("catalog/catalog.duckdb", tmp_path / "catalog.duckdb")
     assert search(tmp_path / "catalog.duckdb", "class_name = 'bus'").total > 0
-    assert _raw(run_step(params), "drives_updated") == 0  # the uploaded state says nothing changed
+    assert _raw(run_step(params), "drives_updated") == 0  # the uploaded catalog says nothing changed

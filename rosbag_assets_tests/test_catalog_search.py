@@ -16,7 +16,8 @@ import pytest
 from conftest import shared
 from test_timeline_scenes import CAMERA, EPOCH, S, synthetic_drive, timeline_of
 
-from rosbag_assets.steps.catalog import CatalogError, connect, upsert_drive
+from rosbag_assets.steps.catalog.db import upsert_drive
+from rosbag_assets.steps.catalog.schema import CatalogError, connect
 from rosbag_assets.steps.scenes import find_scenes
 from rosbag_assets.steps.search import SearchError, main, search, write_sheet
 
@@ -121,7 +122,7 @@ def test_new_columns_are_added_and_bad_types_refused(catalog: Path, tables: dict
 WRITER = """
 import sys
 import pandas as pd
-from rosbag_assets.steps.catalog import upsert_drive
+from rosbag_assets.steps.catalog.db import upsert_drive
 
 db, prefix = sys.argv[1], sys.argv[2]
 for k in range(2):
@@ -346,3 +347,92 @@ def test_sample_drive_from_bags_to_search(small_sample_landing: Path, tmp_path: 
     sheet = tmp_path / "sheet.jpg"
     assert write_sheet(db, hits.rows, sheet, max_frames=4) == 4  # read from the tar shards by byte range
     assert cv2.imread(str(sheet)).shape[:2] == (2 * 180, 3 * 320)  # four 320-px tiles, three to a row
+
+
+def publish_drive(out, drive: str, tables: dict[str, pd.DataFrame], assets: tuple[str, ...] = ()) -> None:
+    """Commit each upstream asset of a drive with the file the catalog reads from it."""
+    from rosbag_assets.io import publish
+    from rosbag_assets.steps.catalog.run import SOURCES
+
+    for asset in assets or tuple(dict.fromkeys(a for a, _ in SOURCES.values())):
+        draft = publish.begin(out, f"{drive}/{asset}")
+        for name, (source, file) in SOURCES.items():
+            if source == asset:
+                draft.write_parquet(file, tables.get(name, pd.DataFrame({"bag": ["b0"]})))
+        draft.commit({"drive": drive})
+
+
+def test_catalog_step_reloads_changed_drives_and_drops_gone_ones(tmp_path: Path, tables: dict) -> None:
+    from rosbag_assets.io.storage import LocalStorage
+    from rosbag_assets.steps.catalog.run import run_catalog
+
+    out = LocalStorage(tmp_path / "out")
+    db = tmp_path / "out" / "catalog" / "catalog.duckdb"
+    for name in ("d1", "d2"):
+        publish_drive(out, name, tables[name])
+    publish_drive(out, "d3", drive_tables("d3", EPOCH + 7200 * S))
+
+    def raw(result, key):
+        return result.metadata[key]["raw_value"]
+
+    def updated_at(drive: str):
+        return rows(db, f"SELECT updated_at FROM drives WHERE drive = '{drive}'")[0][0]
+
+    first = run_catalog(output=out)
+    assert raw(first, "drives_updated") == 3 and raw(first, "drives_total") == 3
+    assert all(c.passed for c in first.checks)
+    d2_loaded = updated_at("d2")
+    # a new labels version of d1 only: d1 is reloaded, d2 is not touched
+    publish_drive(out, "d1", {"labels": tables["d1"]["labels"].head(7)}, assets=("object_labels",))
+    second = run_catalog(output=out)
+    assert raw(second, "updated") == ["d1"] and updated_at("d2") == d2_loaded
+    assert rows(db, "SELECT drive, count(*) FROM hits GROUP BY drive ORDER BY drive") == [
+        ("d1", 7),
+        ("d2", 40),
+        ("d3", 40),
+    ]
+    # d2's outputs are gone (deleted from storage): its rows and Parquet exports go
+    assert (tmp_path / "out" / "catalog" / "labels" / "drive=d2" / "part.parquet").is_file()
+    shutil.rmtree(tmp_path / "out" / "d2")
+    third = run_catalog(output=out)
+    assert raw(third, "removed") == ["d2"] and raw(third, "drives_updated") == 0
+    assert rows(db, "SELECT DISTINCT drive FROM frames ORDER BY drive") == [("d1",), ("d3",)]
+    assert rows(db, "SELECT count(*) FROM scene_frames WHERE drive = 'd2'") == [(0,)]
+    assert not (tmp_path / "out" / "catalog" / "labels" / "drive=d2").exists()
+    # d3's partition was deleted in Dagster (outputs still there): the asset passes the partitions left
+    fourth = run_catalog(output=out, drives=["d1"])
+    assert raw(fourth, "removed") == ["d3"] and raw(fourth, "drives_total") == 1
+    assert all(c.passed for c in fourth.checks)
+    # an upstream that is no longer committed takes its rows with it on the next reload
+    (tmp_path / "out" / "d1" / "scenes" / "CURRENT.json").unlink()
+    fifth = run_catalog(output=out, drives=["d1"])
+    assert raw(fifth, "updated") == ["d1"] and rows(db, "SELECT count(*) FROM scenes") == [(0,)]
+    assert rows(db, "SELECT scenes_version FROM drives") == [(None,)]
+
+
+def test_catalog_step_loads_the_other_drives_when_one_cannot_be_loaded(tmp_path: Path, tables: dict) -> None:
+    from rosbag_assets.io.storage import LocalStorage
+    from rosbag_assets.steps.catalog.run import run_catalog
+
+    out = LocalStorage(tmp_path / "out")
+    publish_drive(out, "d1", tables["d1"])
+    bad = tables["d2"] | {"labels": tables["d2"]["labels"].assign(confidence="high")}
+    publish_drive(out, "d2", bad)
+    result = run_catalog(output=out)
+    checks = {c.name: c for c in result.checks}
+    assert not checks["catalog_has_current_versions"].passed
+    assert checks["catalog_has_current_versions"].metadata["missing"]["raw_value"] == ["d2"]
+    assert "column confidence" in result.metadata["not_loaded"]["raw_value"]["d2"]
+    assert result.metadata["updated"]["raw_value"] == ["d1"]
+    assert search(tmp_path / "out" / "catalog" / "catalog.duckdb", "true").total == 40
+
+
+def test_search_starts_without_pandas_or_opencv() -> None:
+    """On the command line most of a search's second is starting Python: the module imports only DuckDB."""
+    code = (
+        "import sys, rosbag_assets.cli, rosbag_assets.steps.search; "
+        "print(sorted(m for m in ('pandas', 'cv2', 'pyarrow', 'dagster') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -416,3 +416,113 @@ def test_lane_lines_are_extended_to_the_image_bottom() -> None:
     lanes = pa.table({"image_height": [700, 700, 700], "points": points})
     bottom = _lanes_with_bottom_x(lanes)["x_bottom"].to_numpy()
     assert bottom[0] == pytest.approx(450.0) and bottom[1] == 700.0 and np.isnan(bottom[2])
+
+
+def test_launchpad_configs_are_the_step_options_including_signal_rules() -> None:
+    """One model per step: what the Launchpad offers (per-signal rules too) is what the step accepts."""
+    import dagster as dg
+
+    from rosbag_assets.defs.topics import DriveTimelineConfig, ScenesConfig, SignalRuleConfig
+    from rosbag_assets.steps.drive_timeline.options import DEFAULT_RULES
+    from rosbag_assets.steps.scenes import ScenesOptions
+
+    for config, options in [(DriveTimelineConfig, DriveTimelineOptions), (ScenesConfig, ScenesOptions)]:
+        assert issubclass(config, options)
+        schema = config.to_config_schema().as_field().config_type.fields
+        assert set(schema) == set(options.model_fields), config
+        undocumented = [n for n, f in options.model_fields.items() if not f.description]
+        assert not undocumented, f"{options.__name__}: fields without a description: {undocumented}"
+        options.model_validate(config().model_dump())
+    rules = DriveTimelineConfig.to_config_schema().as_field().config_type.fields["rules"]
+    shape = rules.config_type.inner_type.inner_type  # Noneable(Map(str, Shape))
+    assert set(shape.fields) == set(SignalRule.model_fields) and issubclass(SignalRuleConfig, SignalRule)
+    assert all(f.description for f in SignalRule.model_fields.values())
+    assert rules.default_value == {k: r.model_dump() for k, r in DEFAULT_RULES.items()}
+
+    seen = {}
+
+    def body(config) -> None:  # the module's string annotations cannot name a local class
+        seen["options"] = DriveTimelineOptions.model_validate(config.model_dump(exclude_none=True))
+
+    body.__annotations__ = {"config": DriveTimelineConfig, "return": None}
+    probe = dg.asset(name="probe")(body)
+
+    loose = {"method": "interpolate", "max_gap_ms": 4000}
+    run_config = {"ops": {"probe": {"config": {"rules": {"speed_mps": loose}}}}}
+    assert dg.materialize([probe], run_config=run_config).success
+    assert seen["options"].rule("speed_mps").max_gap_ms == 4000
+    assert seen["options"].rule("frame") == DEFAULT_RULES["frame"]  # left out: its default
+    with pytest.raises(dg.DagsterInvalidConfigError, match="not in enum"):
+        bad = {"rules": {"speed_mps": {"method": "nearest", "max_gap_ms": 1}}}
+        dg.materialize([probe], run_config={"ops": {"probe": {"config": bad}}})
+    with pytest.raises(ValueError, match="frame rule must be asof"):
+        DriveTimelineConfig(rules={"frame": {"method": "interpolate", "max_gap_ms": 100}})
+
+
+def test_timeline_checks_catch_a_broken_grid_and_clocks_that_never_meet(drive: dict) -> None:
+    from rosbag_assets.steps.drive_timeline.run import timeline_checks
+
+    def outcomes(result) -> dict[str, bool]:
+        return {c.name: c.passed for c in timeline_checks(result.table, result.sources, 100_000_000)}
+
+    args = {"topic_types": drive["types"], "labels": drive["labels"], "frames": drive["frames"]}
+    good = build_timeline("synth", drive["topics"], **args)
+    assert outcomes(good) == {"grid_is_regular": True, "speed_meets_frames": True}
+    holes = good.table.drop(index=[10, 11])
+    checks = {c.name: c for c in timeline_checks(holes, good.sources, 100_000_000)}
+    assert not checks["grid_is_regular"].passed
+    assert checks["grid_is_regular"].metadata["irregular_steps"]["raw_value"] == 1
+    # odometry stamped on another clock (an hour off): speed exists but never at a camera frame
+    odom = drive["topics"]["/odom"].copy()
+    odom["header_stamp_ns"] += 3600 * S
+    odom["log_time_ns"] += 3600 * S
+    apart = build_timeline("synth", {**drive["topics"], "/odom": odom}, **args)
+    assert apart.table["speed_mps"].notna().any()
+    (speed,) = [
+        c for c in timeline_checks(apart.table, apart.sources, 100_000_000) if c.name.startswith("sp")
+    ]
+    assert not speed.passed and "never share a grid step" in speed.description
+    # no speed topic at all: explicitly absent, which passes
+    imu_only = build_timeline("synth", {"/imu/data": drive["topics"]["/imu/data"]}, **args)
+    (speed,) = [
+        c for c in timeline_checks(imu_only.table, imu_only.sources, 100_000_000) if "speed" in c.name
+    ]
+    assert speed.passed and speed.metadata["speed_source"]["raw_value"] == "absent"
+
+
+def test_signal_picture_draws_signals_and_scene_bands_where_they_are(timeline: pd.DataFrame) -> None:
+    import cv2
+
+    from rosbag_assets.vision import signal_plot as sp
+
+    scenes = find_scenes(timeline)
+    bands = {r: list(zip(g["start_ns"], g["end_ns"], strict=True)) for r, g in scenes.groupby("rule")}
+    img = sp.draw_signals(timeline, bands, title="synth")
+    assert img.shape[1] == sp.WIDTH and img.shape[0] < 600
+    plot_w = sp.WIDTH - sp.LABEL_W - sp.RIGHT_W
+    span = (timeline["t_ns"].iloc[-1] - timeline["t_ns"].iloc[0]) / S
+
+    def x(seconds: float) -> int:
+        return sp.LABEL_W + round(seconds / span * (plot_w - 1))
+
+    top = 22
+    band_top = top + (len(sp.LINES) + len(sp.COUNTS)) * sp.PANEL_H
+    row = list(bands).index("person_in_ego_lane")
+    y = band_top + row * sp.BAND_H + sp.BAND_H // 2
+    colour = sp._PALETTE[row]
+    assert tuple(img[y, x(1.5)]) == colour and tuple(img[y, x(5.0)]) != colour  # 1.0-2.0 s only
+    # the speed line: high (near the panel top) while cruising at 10 m/s, at the bottom while stopped
+    panel = img[top : top + sp.PANEL_H].astype(int)
+
+    def line_y(seconds: float) -> int:  # the darkest pixel of the column: where the line crosses it
+        return int(np.argmin(panel[:, x(seconds)].sum(axis=1)))
+
+    assert line_y(1.0) < sp.PANEL_H / 4 and line_y(6.5) > sp.PANEL_H * 3 / 4
+    # persons in the ego lane (1-2 s) are red bars; the person beside the lane (6-7 s) is grey
+    persons = img[top + len(sp.LINES) * sp.PANEL_H : top + (len(sp.LINES) + 1) * sp.PANEL_H]
+    assert (persons[:, x(1.5)] == sp.IN_LANE).all(axis=1).any()
+    assert not (persons[:, x(6.5)] == sp.IN_LANE).all(axis=1).any()
+    assert (persons[:, x(6.5)] == sp.COUNT).all(axis=1).any()
+    blank = sp.draw_signals(timeline.assign(speed_mps=np.nan))[top : top + sp.PANEL_H, x(1.0)].astype(int)
+    assert blank.sum(axis=1).min() >= 3 * 225  # no line where the signal is NULL, only the panel and grid
+    assert cv2.imencode(".png", img)[0]

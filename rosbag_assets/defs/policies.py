@@ -23,12 +23,17 @@ def run_step(
     storage: Any,
     compute: Any,
     config: BaseModel | None = None,
+    extra_params: dict[str, Any] | None = None,
 ):
-    """The whole body of a thin asset: its step, named after it, on the compute target configured for it."""
+    """The whole body of a thin asset: its step, named after it, on the compute target configured for it.
+
+    `extra_params` are step parameters that come from Dagster rather than from the config (the catalog's
+    list of drive partitions)."""
     step = context.assets_def.key.to_user_string()
     drive = context.partition_key if context.has_partition_key else None
     options = config.model_dump(exclude_none=True) if config is not None else None
     params = storage.step_params(step, drive, context.run.run_id, options)
+    params.update(extra_params or {})
     return compute.for_asset(step).run(context, params)
 
 

@@ -1,6 +1,8 @@
 """A drive's non-image topics, its timeline and scenes, and its Foxglove MCAP: `topic_tables`,
 `drive_timeline`, `scenes`, `foxglove`. Thin: the work is in `steps/`."""
 
+import copy
+
 import dagster as dg
 
 from rosbag_assets.compute import ComputeTargets
@@ -9,8 +11,9 @@ from rosbag_assets.defs.labels import lane_labels, object_labels
 from rosbag_assets.defs.partitions import drives
 from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check, described, run_step
 from rosbag_assets.defs.resources import DriveStorage
+from rosbag_assets.steps.drive_timeline.options import DriveTimelineOptions, SignalRule
 from rosbag_assets.steps.foxglove import FoxgloveOptions
-from rosbag_assets.steps.timeline_steps import DriveTimelineStepOptions, ScenesOptions
+from rosbag_assets.steps.scenes import ScenesOptions
 from rosbag_assets.steps.topic_tables import TopicTablesOptions
 
 
@@ -18,8 +21,16 @@ class TopicTablesConfig(dg.Config, TopicTablesOptions):
     """Launchpad config of `topic_tables`: exactly the step's options model."""
 
 
-class DriveTimelineConfig(dg.Config, DriveTimelineStepOptions):
-    """Launchpad config of `drive_timeline`: exactly the step's options model."""
+class SignalRuleConfig(dg.Config, SignalRule):
+    """One per-signal rule of `drive_timeline` in the Launchpad: exactly the step's rule model."""
+
+
+class DriveTimelineConfig(dg.Config, DriveTimelineOptions):
+    """Launchpad config of `drive_timeline`: exactly the step's options model. Dagster types a nested value
+    only when it is a `dg.Config`, so `rules` is the step's own field (default, description, validation)
+    with its values typed as `SignalRuleConfig`."""
+
+    rules: dict[str, SignalRuleConfig] = copy.copy(DriveTimelineOptions.model_fields["rules"])
 
 
 class ScenesConfig(dg.Config, ScenesOptions):
@@ -62,6 +73,14 @@ def topic_tables(
     kinds={"parquet"},
     deps=[topic_tables, extracted_frames, object_labels, lane_labels],
     retry_policy=RETRY,
+    check_specs=[
+        check("grid_is_regular", "drive_timeline", "One row per grid step, in time order"),
+        check(
+            "speed_meets_frames",
+            "drive_timeline",
+            "A chosen speed source has values where camera frames are (or the drive has no speed source)",
+        ),
+    ],
     **described(
         "The drive's speed, IMU, GPS and per-frame object/lane summaries on one fixed time grid "
         "(`timeline.parquet`, default 100 ms); missing signals are NULL, never extrapolated.",

@@ -6,8 +6,9 @@ messages. Run by hand, ``--params params.json`` runs the job without Dagster and
 
 Parameters: ``{"step": <asset name>, "drive": ..., "source": <drive uri>,
 "output": <output root uri>, "s3_endpoint_url": ..., "run_id": ..., "options": {...}}`` plus, for
-``extract``, ``version``/``bag_names``/``commit`` to split work (see `steps.fanout`); an AWS Batch array child
-runs part ``AWS_BATCH_JOB_ARRAY_INDEX`` of the plan in its extras.
+``extract``, ``version``/``bag_names``/``commit`` to split work (see `steps.fanout`), and for ``catalog``,
+``drives`` (the drives that exist; others are dropped from it); an AWS Batch array child runs part
+``AWS_BATCH_JOB_ARRAY_INDEX`` of the plan in its extras.
 """
 
 from __future__ import annotations
@@ -64,11 +65,11 @@ RUNNERS = {
     "reviewed_labels": "rosbag_assets.steps.reviewed_labels:run_reviewed_labels",
     "drive_report": "rosbag_assets.steps.drive_report:run_drive_report",
     "topic_tables": "rosbag_assets.steps.topic_tables.run:run_topic_tables",
-    "drive_timeline": "rosbag_assets.steps.timeline_steps:run_drive_timeline",
-    "scenes": "rosbag_assets.steps.timeline_steps:run_scenes",
+    "drive_timeline": "rosbag_assets.steps.drive_timeline.run:run_drive_timeline",
+    "scenes": "rosbag_assets.steps.scenes:run_scenes",
     "foxglove": "rosbag_assets.steps.foxglove:run_foxglove",
     "training_dataset": "rosbag_assets.steps.training_dataset.run:run_training_dataset",
-    "catalog": "rosbag_assets.steps.catalog_step:run_catalog",
+    "catalog": "rosbag_assets.steps.catalog.run:run_catalog",
     "detector_model": "rosbag_assets.steps.detector_assets:run_detector_model",
     "detector_export": "rosbag_assets.steps.detector_assets:run_detector_export",
 }
@@ -105,6 +106,8 @@ def _run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> r
             params["output"],
             *([params["landing_root"]] if params.get("landing_root") else []),
         ]
+    if step == "catalog":  # only these drives' rows (an automation tick), or every drive
+        kwargs["drives"] = params.get("drives")
     if step == "extracted_frames":  # a share of a split run (see steps.fanout)
         kwargs.update(
             version=params.get("version"),

@@ -3,12 +3,13 @@
 Rules are data, not code: DuckDB SQL boolean expressions in YAML (defaults in `scene_rules.yaml`), so a
 user adds "pedestrian while moving fast" without touching Python. Each rule is checked before it runs:
 one expression, only timeline columns (an unknown column is an error naming the rule and the column),
-and a true/false result.
+and a true/false result. `run_scenes` is the step: the published timeline in, ``scenes.parquet`` out.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rosbag_assets.steps.catalog import Table, read_table
+from rosbag_assets.io import publish
+from rosbag_assets.io.storage import Storage, join_key
+from rosbag_assets.io.tables import Table, read_table
+from rosbag_assets.steps import report
+from rosbag_assets.steps.sql import column_refs
+from rosbag_assets.vision import preview
+from rosbag_assets.vision.signal_plot import draw_signals
 
 SCENE_COLUMNS = ["drive", "scene_id", "rule", "start_ns", "end_ns", "duration_s", "frame_keys"]
 WINDOW = "WINDOW w AS (PARTITION BY drive ORDER BY t_ns)"
@@ -36,6 +43,17 @@ class SceneRule(BaseModel):
     min_duration_s: float = Field(0.0, ge=0)
     merge_gap_s: float = Field(0.0, ge=0)
     pad_s: float = Field(0.0, ge=0)
+
+
+class ScenesOptions(BaseModel):
+    """Which scene rules `scenes` runs: the step's options and the asset's Launchpad config."""
+
+    model_config = ConfigDict(extra="forbid")
+    rules_file: str | None = Field(
+        None,
+        description="YAML file of extra scene rules (same shape as steps/scene_rules.yaml); same name wins",
+    )
+    defaults: bool = Field(True, description="also run the shipped default rules")
 
 
 def default_rules_path() -> Path:
@@ -80,20 +98,6 @@ def validate_rules(
             raise SceneRuleError(f"scene rule {name}: {exc}") from exc
         if kind not in ("BOOLEAN", '"NULL"'):
             raise SceneRuleError(f"scene rule {name}: {rule.when!r} gives {kind}, not true/false")
-
-
-def column_refs(tree: Any) -> set[str]:
-    """Names of the columns referenced anywhere in a `json_serialize_sql` tree."""
-    found: set[str] = set()
-    if isinstance(tree, dict):
-        if tree.get("class") == "COLUMN_REF":
-            found.add(tree["column_names"][-1])
-        for value in tree.values():
-            found |= column_refs(value)
-    elif isinstance(tree, list):
-        for value in tree:
-            found |= column_refs(value)
-    return found
 
 
 def find_scenes(
@@ -172,3 +176,65 @@ def _merge(runs: list[tuple[int, int]], gap_s: float) -> list[tuple[int, int]]:
         else:
             merged.append((a, b))
     return merged
+
+
+def run_scenes(
+    *,
+    drive: str,
+    output: Storage,
+    options: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    log: report.StepLog | None = None,
+) -> report.StepResult:
+    """Find the ranges where each scene rule holds over the drive timeline; publish ``scenes.parquet``."""
+    log = log or report.default_log()
+    opts = ScenesOptions.model_validate(dict(options or {}))
+    t0 = time.perf_counter()
+    tl_version, tl_manifest = publish.require_current(output, join_key(drive, "drive_timeline"))
+    timeline = tl_version.read_parquet("timeline.parquet")
+    rules = load_rules(*([opts.rules_file] if opts.rules_file else []), defaults=opts.defaults)
+    grid_ns = round(float(tl_manifest.get("grid_ms", 100.0)) * 1e6)
+    scenes = find_scenes(timeline, rules, grid_ns=grid_ns)
+    staging = publish.begin(output, join_key(drive, "scenes"), run_id)
+    staging.write_parquet("scenes.parquet", scenes)
+    bands = {
+        name: list(zip(part["start_ns"], part["end_ns"], strict=True))
+        for name in rules
+        for part in [scenes[scenes["rule"] == name]]
+    }
+    picture = preview.png_bytes(
+        draw_signals(timeline, bands, title=f"{drive}: {len(scenes)} scenes over {len(rules)} rules")
+    )
+    staging.write_bytes("scenes.png", picture)
+    uri = staging.commit(
+        {
+            "drive": drive,
+            "drive_timeline_version": tl_version.version,
+            "rules": {name: rule.model_dump() for name, rule in rules.items()},
+            "rules_file": opts.rules_file,
+            "scenes": len(scenes),
+        }
+    )
+    per_rule = scenes.groupby("rule").agg(scenes=("scene_id", "size"), seconds=("duration_s", "sum"))
+    records = [
+        {
+            "rule": name,
+            "scenes": int(per_rule.loc[name, "scenes"]) if name in per_rule.index else 0,
+            "seconds": float(per_rule.loc[name, "seconds"]) if name in per_rule.index else 0.0,
+        }
+        for name in rules
+    ]
+    log.info(f"scenes {drive}: {len(scenes)} scenes over {len(rules)} rules")
+    metadata = {
+        "scenes": report.integer(len(scenes)),
+        "rules": report.integer(len(rules)),
+        "per_rule": report.table(records, [("rule", "string"), ("scenes", "int"), ("seconds", "float")]),
+        "scenes_uri": report.uri_value(staging.uri("scenes.parquet")),
+        "picture": report.picture(
+            picture, f"{drive} scenes per rule", staging.key("scenes.png"), mime="image/png"
+        ),
+        "drive_timeline_version": report.text(tl_version.version),
+        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
+    }
+    metadata.update(report.publication(uri, []))
+    return report.StepResult(metadata=metadata)

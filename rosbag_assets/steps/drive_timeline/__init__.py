@@ -11,8 +11,9 @@ onto a 100 ms grid, 2-core VM under load): numpy incl. sorting 57-69 ms, pandas 
 forward) 45-56 ms, a DuckDB double ASOF JOIN 0.49-0.61 s. numpy and pandas are within noise; numpy is the
 shortest code and the same index serves the asof rule and the per-frame summaries.
 
-Layout: `options` (signals, rules, options), `signals` (speed/IMU/GPS samples per source topic), `frames`
-(per-frame object and lane summaries), `grid` (the grid and the interpolate/asof alignment).
+Layout: `options` (signals, rules, and `DriveTimelineOptions`, also the asset's Launchpad config),
+`signals` (speed/IMU/GPS samples per source topic), `frames` (per-frame object and lane summaries), `grid`
+(the grid and the interpolate/asof alignment), `run` (the step: published data in, timeline out, checks).
 """
 
 from rosbag_assets.steps.drive_timeline.frames import _lanes_with_bottom_x, frame_summaries

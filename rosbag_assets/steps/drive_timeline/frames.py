@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rosbag_assets.steps.catalog import Table, read_table
+from rosbag_assets.io.tables import Table, read_table
 from rosbag_assets.steps.drive_timeline.options import TIMELINE_COLUMNS, DriveTimelineOptions, TimelineError
 
 

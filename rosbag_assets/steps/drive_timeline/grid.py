@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rosbag_assets.steps.catalog import Table, read_table
+from rosbag_assets.io.tables import Table, read_table
 from rosbag_assets.steps.drive_timeline.frames import frame_summaries
 from rosbag_assets.steps.drive_timeline.options import (
     IMU_COLUMNS,

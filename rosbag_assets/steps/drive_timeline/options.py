@@ -58,11 +58,17 @@ class SignalRule(BaseModel):
     """How one signal is put on the grid."""
 
     model_config = ConfigDict(extra="forbid")
-    method: Literal["interpolate", "asof"]
-    # interpolate: the samples on both sides of a step are at most this far apart; asof: at most this old.
-    max_gap_ms: float = Field(gt=0)
-    # centred moving average over the raw samples first (IMU vibration), 0 = none
-    smooth_ms: float = Field(0.0, ge=0)
+    method: Literal["interpolate", "asof"] = Field(
+        description="interpolate: linear between the samples around a grid step; asof: the last sample"
+    )
+    max_gap_ms: float = Field(
+        gt=0,
+        description="interpolate: the samples on both sides of a step are at most this far apart; "
+        "asof: the sample is at most this old. Beyond it the signal is NULL, never bridged",
+    )
+    smooth_ms: float = Field(
+        0.0, ge=0, description="centred moving average over the raw samples first (IMU vibration); 0: none"
+    )
 
 
 DEFAULT_RULES: dict[str, SignalRule] = {
@@ -77,22 +83,37 @@ DEFAULT_RULES: dict[str, SignalRule] = {
 
 
 class DriveTimelineOptions(BaseModel):
-    """Grid, sources and rules. A topic left None is chosen by message type (see `build_timeline`)."""
+    """How `drive_timeline` builds the grid: the step's options and the asset's Launchpad config.
+
+    A topic left unset is chosen by message type (see `build_timeline`).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    grid_ms: float = Field(100.0, gt=0)
-    time_base: Literal["header", "log"] = "header"  # header stamps (log time where a stamp is 0) or log time
-    speed_topic: str | None = None
-    imu_topic: str | None = None
-    gps_topic: str | None = None
-    camera_topic: str | None = (
-        None  # the camera whose labels are summarised (None: a "front" one, else busiest)
+    grid_ms: float = Field(100.0, gt=0, description="grid step in milliseconds")
+    time_base: Literal["header", "log"] = Field(
+        "header", description="header stamps (log time where a stamp is 0) or bag log time"
     )
-    person_classes: list[str] = ["person"]
-    vehicle_classes: list[str] = ["car", "truck", "bus", "motorcycle", "bicycle", "train"]
-    min_confidence: float = Field(0.0, ge=0, le=1)
-    brightness_column: str = "brightness"  # in the frame index or the labels; NULL when neither has it
-    rules: dict[str, SignalRule] = {}  # overrides of DEFAULT_RULES, by signal name
+    speed_topic: str | None = Field(None, description="speed source topic; default: chosen by message type")
+    imu_topic: str | None = Field(None, description="IMU topic; default: chosen by message type")
+    gps_topic: str | None = Field(None, description="GPS topic; default: chosen by message type")
+    camera_topic: str | None = Field(
+        None, description="camera whose labels are summarised; default: a 'front' one, else the busiest"
+    )
+    person_classes: list[str] = Field(["person"], description="label classes counted as persons")
+    vehicle_classes: list[str] = Field(
+        ["car", "truck", "bus", "motorcycle", "bicycle", "train"],
+        description="label classes counted as vehicles",
+    )
+    min_confidence: float = Field(0.0, ge=0, le=1, description="ignore labels below this confidence")
+    brightness_column: str = Field(
+        "brightness", description="column of the frame index or the labels giving image brightness (0-255)"
+    )
+    rules: dict[str, SignalRule] = Field(
+        {name: rule.model_dump() for name, rule in DEFAULT_RULES.items()},
+        validate_default=True,
+        description=f"how each signal is put on the grid, by signal ({', '.join(SIGNALS)}); a signal "
+        "left out keeps its default rule; 'frame' (the per-frame summaries) must be asof",
+    )
 
     @field_validator("rules")
     @classmethod

@@ -194,7 +194,7 @@ class SageMakerCompute(ComputeTarget):
             **self._common(asset, name),
         }
         # /opt/ml/checkpoints is synced to S3: a spot-interrupted or retried job resumes from last.pt there
-        # (steps/detector_assets.checkpoint_dir uses that folder when it exists).
+        # (steps/detector_model.checkpoint_dir uses that folder when it exists).
         checkpoints = self.checkpoint_s3_uri or f"s3://{self.pipes_bucket}/checkpoints/{asset}"
         out["CheckpointConfig"] = {"S3Uri": checkpoints, "LocalPath": "/opt/ml/checkpoints"}
         if self.managed_spot:

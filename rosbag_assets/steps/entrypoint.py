@@ -72,11 +72,11 @@ def _run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> r
 
         return run_training_dataset(endpoint_url=endpoint, **common)
     if step == "detector_model":
-        from rosbag_assets.steps.detector_assets import run_detector_model
+        from rosbag_assets.steps.detector_model import run_detector_model
 
         return run_detector_model(**common)
     if step == "detector_export":
-        from rosbag_assets.steps.detector_assets import run_detector_export
+        from rosbag_assets.steps.detector_export import run_detector_export
 
         return run_detector_export(**common)
     if step == "catalog":

@@ -75,3 +75,15 @@ def _finite(value: Any) -> bool:
         return math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
+
+
+def record_failure(exc: BaseException) -> None:
+    """Write ``/opt/ml/output/failure``: SageMaker shows it as the job's FailureReason (first 1 KiB)."""
+    if not in_training_job():
+        return
+    path = root() / "output" / "failure"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{type(exc).__name__}: {exc}"[:1024])
+    except OSError:
+        pass  # the failure itself is what matters; the job still fails with the exit code

@@ -21,13 +21,23 @@ POLICIES = sorted((REPO / "deploy" / "iam").glob("*.json"))
 
 
 def test_container_files_exist() -> None:
-    assert {p.name for p in DOCKERFILES} == {"Dockerfile.extract", "Dockerfile.detect", "Dockerfile.lanes"}
+    assert {p.name for p in DOCKERFILES} == {
+        "Dockerfile.extract",
+        "Dockerfile.detect",
+        "Dockerfile.lanes",
+        "Dockerfile.train",
+    }
     assert (REPO / ".dockerignore").is_file() and (REPO / "containers" / "README.md").is_file()
     for path in DOCKERFILES:
         text = path.read_text()
         assert 'ENTRYPOINT ["python", "-m", "rosbag_assets.steps.entrypoint"]' in text
-        assert re.search(r"^USER (?!root|0\b)", text, re.M), f"{path.name} runs as root"
-    assert "nvidia/cuda" in (REPO / "containers" / "Dockerfile.detect").read_text()
+        if path.name == "Dockerfile.train":  # SageMaker Training's /opt/ml mounts are root's (see the file)
+            assert "USER 0:0" in text and "SageMaker Training mounts /opt/ml" in text
+            assert "useradd --system --uid 10001" in text  # the non-root user K8s/Batch run it as
+        else:
+            assert re.search(r"^USER (?!root|0\b)", text, re.M), f"{path.name} runs as root"
+    for name in ("Dockerfile.detect", "Dockerfile.train"):
+        assert "nvidia/cuda" in (REPO / "containers" / name).read_text()
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)

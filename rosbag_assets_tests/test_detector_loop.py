@@ -22,15 +22,10 @@ from rosbag_assets.demo.sample_drive import write_sample_drive
 from rosbag_assets.io import publish
 from rosbag_assets.io.storage import LocalStorage
 from rosbag_assets.steps import report
-from rosbag_assets.steps.detector_assets import (
-    export_checks,
-    export_prefix,
-    model_prefix,
-    resolve_asset_weights,
-    run_detector_model,
-)
+from rosbag_assets.steps.asset_weights import resolve_asset_weights
 from rosbag_assets.steps.detector_eval import NOT_WORSE_CHECK
-from rosbag_assets.steps.detector_export import ExportOutcome
+from rosbag_assets.steps.detector_export import ExportOutcome, export_checks, export_prefix
+from rosbag_assets.steps.detector_model import model_prefix, run_detector_model
 from rosbag_assets.steps.entrypoint import run_step
 from rosbag_assets.steps.extracted_frames import run_extracted_frames
 from rosbag_assets.steps.object_labels import run_object_labels

@@ -9,15 +9,12 @@ import pytest
 
 from rosbag_assets.defs.definitions import defs
 from rosbag_assets.defs.models import DetectorExportConfig, DetectorModelConfig
-from rosbag_assets.steps.detector_assets import (
-    DetectorExportStepOptions,
-    DetectorModelStepOptions,
-    checkpoint_dir,
-)
+from rosbag_assets.steps.detector_export import DetectorExportOptions
+from rosbag_assets.steps.detector_model import DetectorModelOptions, checkpoint_dir
 from rosbag_assets.steps.entrypoint import STEPS
 
 
-@pytest.mark.parametrize("options", [DetectorModelStepOptions, DetectorExportStepOptions])
+@pytest.mark.parametrize("options", [DetectorModelOptions, DetectorExportOptions])
 def test_every_option_is_described(options: type) -> None:
     missing = [name for name, field in options.model_fields.items() if not field.description]
     assert not missing
@@ -55,7 +52,7 @@ def test_assets_checks_pool_and_automation() -> None:
 def test_checkpoints_survive_only_for_the_same_dataset_version_and_options(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    opts = DetectorModelStepOptions(epochs=3)
+    opts = DetectorModelOptions(epochs=3)
     assert checkpoint_dir(opts, "v1", tmp_path) == tmp_path / "checkpoints"  # nothing survives: temp dir
     monkeypatch.setenv("ROSBAG_ASSETS_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
     first = checkpoint_dir(opts, "v1", tmp_path)
@@ -63,4 +60,4 @@ def test_checkpoints_survive_only_for_the_same_dataset_version_and_options(
         opts, "v1", tmp_path
     )
     assert checkpoint_dir(opts, "v2", tmp_path) != first
-    assert checkpoint_dir(DetectorModelStepOptions(epochs=4), "v1", tmp_path) != first
+    assert checkpoint_dir(DetectorModelOptions(epochs=4), "v1", tmp_path) != first

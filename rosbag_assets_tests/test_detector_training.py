@@ -20,6 +20,7 @@ import yaml
 from detector_dataset import TFLITE_MODEL, build_detector_dataset, missing_inputs, ultralytics_asset
 from tflite_to_pt import convert_tflite_yolo11n
 
+from rosbag_assets.steps.detector_data import dataset_images
 from rosbag_assets.steps.detector_eval import (
     NOT_WORSE_CHECK,
     base_model_for_dataset,
@@ -27,17 +28,11 @@ from rosbag_assets.steps.detector_eval import (
     evaluate_against_base,
     evaluate_detector,
 )
-from rosbag_assets.steps.detector_export import (
-    DetectorExportOptions,
-    compare_predictions,
-    dataset_images,
-    export_detector,
-    parity_outcome,
-    predict_boxes,
-)
-from rosbag_assets.steps.detector_model import (
+from rosbag_assets.steps.detector_export import DetectorExportOptions, export_detector
+from rosbag_assets.steps.detector_model import DetectorModelOptions
+from rosbag_assets.steps.detector_parity import compare_predictions, parity_outcome, predict_boxes
+from rosbag_assets.steps.detector_training import (
     AUGMENTATION_PRESETS,
-    DetectorModelOptions,
     find_resume_checkpoint,
     train_detector,
     training_args,

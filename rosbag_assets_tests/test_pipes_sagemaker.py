@@ -1,214 +1,36 @@
 """SageMaker Pipes target: real round trips against a moto server and the real job entry point.
 
-``FakeSageMaker`` wraps a boto3 client on moto: create_* really calls moto, then runs the job's
-container entry point as a local subprocess with only the environment SageMaker would give it (the
+``FakeSageMaker`` (sagemaker_fakes.py) wraps a boto3 client on moto: create_* really calls moto, then runs the
+job's container entry point as a local subprocess with only the environment SageMaker would give it (the
 request's ``Environment`` plus role credentials), so the Pipes context and messages really go through S3.
 Throttling is injected below botocore's retry handler (a ``before-send`` hook answers 400
 ThrottlingException), so it is botocore's retry configuration that is tested, not a hand-written loop.
 """
 
-import json
 import random
 import re
 import socket
 import string
-import subprocess
-import sys
 import uuid
-from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import boto3
 import dagster as dg
 import pytest
-from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.pipes import utils as pipes_utils
 from moto.server import ThreadedMotoServer
+from sagemaker_fakes import CREDS, REGION, ROLE, FakeSageMaker, FakeSageMakerCompute
 
 from rosbag_assets.compute import ComputeTargets, LocalCompute
-from rosbag_assets.compute.aws import aws_client
 from rosbag_assets.compute.sagemaker import SageMakerCompute
 from rosbag_assets.compute.sagemaker_client import JOB_NAME_RE, PipesSageMakerClient, sagemaker_job_name
 from rosbag_assets.defs.drives import extracted_frames, raw_bags
 from rosbag_assets.defs.labels import lane_labels
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.demo.sample_drive import write_sample_drive
-
-REPO = Path(__file__).resolve().parents[1]
-REGION = "us-east-1"
-CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
-ROLE = "arn:aws:iam::123456789012:role/rosbag-assets-sagemaker"
-
-
-class _Body:
-    def __init__(self, data: bytes):
-        self._data = data
-
-    def stream(self, **_: Any) -> Any:
-        yield self._data
-
-
-class FakeSageMaker:
-    """A boto3 SageMaker client on moto that also runs each job's container entry point locally.
-
-    Args:
-        throttle: HTTP attempts to answer with ThrottlingException, per operation (``CreateProcessingJob``);
-            botocore's retries see them.
-        faults: exceptions raised by the next ``describe_*_job`` calls (``None`` lets a call through).
-        hang: jobs never finish (for cancel tests).
-        in_progress_polls: describes that still report ``InProgress`` for a finished job.
-    """
-
-    def __init__(
-        self,
-        endpoint: str,
-        *,
-        throttle: dict[str, int] | None = None,
-        faults: list[BaseException | None] | None = None,
-        hang: bool = False,
-        in_progress_polls: int = 0,
-    ):
-        self._s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
-        self.throttle = Counter(throttle or {})
-        self.faults = list(faults or [])
-        self.hang = hang
-        self.in_progress_polls = in_progress_polls
-        self.attempts: Counter[str] = Counter()  # HTTP attempts per operation, retries included
-        self.calls: Counter[str] = Counter()
-        self.requests: dict[str, dict[str, Any]] = {}
-        self.outcomes: dict[str, dict[str, Any]] = {}
-        self.stopped: list[str] = []
-        self.bind(aws_client("sagemaker", region=REGION, endpoint_url=endpoint, retry_mode="standard"))
-
-    def bind(self, client: Any) -> "FakeSageMaker":
-        """Use `client` (e.g. the one SageMakerCompute configures) and throttle below its retries."""
-        self._sm = client
-        self.meta = client.meta
-        client.meta.events.register("before-send.sagemaker", self._before_send)
-        return self
-
-    def _before_send(self, request: Any, event_name: str, **_: Any) -> AWSResponse | None:
-        op = event_name.rsplit(".", 1)[-1]
-        self.attempts[op] += 1
-        if self.throttle[op] > 0:
-            self.throttle[op] -= 1
-            body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
-            return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _Body(body))
-        return None
-
-    def _run_container(
-        self, name: str, entrypoint: list[str], env: dict[str, str], inputs: list[str]
-    ) -> None:
-        for key, value in env.items():  # the real service rejects these at create time
-            assert len(value) <= 256, f"env {key} is {len(value)} chars"
-        for uri in inputs:  # SageMaker fails a job whose S3 input prefix is empty
-            bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-            assert self._s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount", 0) > 0, uri
-        if self.hang:
-            self.outcomes[name] = {"status": "InProgress"}
-            return
-        cmd = [sys.executable if entrypoint[0] == "python" else entrypoint[0], *entrypoint[1:]]
-        base = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **CREDS}
-        proc = subprocess.run(
-            cmd, env={**base, **env}, cwd=REPO, capture_output=True, text=True, timeout=120, check=False
-        )
-        if proc.returncode == 0:
-            self.outcomes[name] = {"status": "Completed"}
-        else:
-            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-            self.outcomes[name] = {"status": "Failed", "reason": f"AlgorithmError: {tail[:900]}"}
-
-    def create_processing_job(self, **kw: Any) -> dict[str, Any]:
-        self.calls["create_processing_job"] += 1
-        resp = self._sm.create_processing_job(**kw)
-        self.requests[kw["ProcessingJobName"]] = kw
-        inputs = [i["S3Input"]["S3Uri"] for i in kw.get("ProcessingInputs", [])]
-        app = kw["AppSpecification"]
-        cmd = app["ContainerEntrypoint"] + app.get("ContainerArguments", [])
-        self._run_container(kw["ProcessingJobName"], cmd, kw.get("Environment", {}), inputs)
-        return resp
-
-    def create_training_job(self, **kw: Any) -> dict[str, Any]:
-        self.calls["create_training_job"] += 1
-        resp = self._sm.create_training_job(**kw)
-        self.requests[kw["TrainingJobName"]] = kw
-        inputs = [c["DataSource"]["S3DataSource"]["S3Uri"] for c in kw.get("InputDataConfig", [])]
-        algo = kw["AlgorithmSpecification"]
-        cmd = algo["ContainerEntrypoint"] + algo.get("ContainerArguments", [])
-        self._run_container(kw["TrainingJobName"], cmd, kw.get("Environment", {}), inputs)
-        return resp
-
-    def _status(self, kind: str, name: str, moto_status: str) -> tuple[str, str | None]:
-        outcome = self.outcomes.get(name, {})
-        if name in self.stopped:
-            return "Stopped", None
-        if self.hang or self.calls[f"describe_{kind}_job"] <= self.in_progress_polls:
-            return "InProgress", None
-        if outcome:
-            return outcome["status"], outcome.get("reason")
-        return moto_status, None
-
-    def _describe(self, kind: str, name: str) -> dict[str, Any]:
-        op = f"describe_{kind}_job"
-        self.calls[op] += 1
-        if self.faults:
-            fault = self.faults.pop(0)
-            if fault is not None:
-                raise fault
-        if self.hang and name not in self.stopped and self.calls[op] >= 2:
-            raise DagsterExecutionInterruptedError()  # the run is terminated while we poll
-        key = kind.capitalize()
-        resp = getattr(self._sm, op)(**{f"{key}JobName": name})
-        resp[f"{key}JobStatus"], reason = self._status(kind, name, resp[f"{key}JobStatus"])
-        if reason:
-            resp["FailureReason"] = reason
-        resp.setdefault("Environment", self.requests.get(name, {}).get("Environment", {}))  # as the service
-        return resp
-
-    def describe_processing_job(self, ProcessingJobName: str) -> dict[str, Any]:
-        return self._describe("processing", ProcessingJobName)
-
-    def describe_training_job(self, TrainingJobName: str) -> dict[str, Any]:
-        return self._describe("training", TrainingJobName)
-
-    def list_processing_jobs(self, **kw: Any) -> dict[str, Any]:
-        """moto's listing with the local runs' statuses (StatusEquals applied to those)."""
-        wanted = kw.pop("StatusEquals", None)
-        resp = self._sm.list_processing_jobs(**kw)
-        summaries = []
-        for summary in resp["ProcessingJobSummaries"]:
-            name = summary["ProcessingJobName"]
-            summary["ProcessingJobStatus"] = self._status("processing", name, summary["ProcessingJobStatus"])[
-                0
-            ]
-            if wanted is None or summary["ProcessingJobStatus"] == wanted:
-                summaries.append(summary)
-        resp["ProcessingJobSummaries"] = summaries
-        return resp
-
-    def list_tags(self, **kw: Any) -> dict[str, Any]:
-        return self._sm.list_tags(**kw)
-
-    def stop_processing_job(self, ProcessingJobName: str) -> dict[str, Any]:
-        self.stopped.append(ProcessingJobName)
-        return self._sm.stop_processing_job(ProcessingJobName=ProcessingJobName)
-
-    def stop_training_job(self, TrainingJobName: str) -> dict[str, Any]:
-        self.stopped.append(TrainingJobName)  # moto has no stop_training_job
-        return {}
-
-
-class FakeSageMakerCompute(SageMakerCompute):
-    """SageMakerCompute whose SageMaker client is the test's fake, bound to the client it configures."""
-
-    fake: ClassVar[FakeSageMaker | None] = None
-
-    def sagemaker_client(self) -> Any:
-        assert FakeSageMakerCompute.fake is not None
-        return FakeSageMakerCompute.fake.bind(super().sagemaker_client())
 
 
 class Targets(ComputeTargets):

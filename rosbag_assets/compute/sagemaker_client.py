@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
@@ -30,12 +30,14 @@ from dagster._core.pipes.utils import open_pipes_session
 from rosbag_assets.compute.attach import ResumableS3MessageReader, environment, identity_tags, resume_messages
 from rosbag_assets.compute.aws import aws_client, is_transient
 from rosbag_assets.compute.errors import RemoteJobLost, SageMakerJobFailed
+from rosbag_assets.compute.sagemaker_tuning import TuningProgress
 
 if TYPE_CHECKING:
     from dagster._core.execution.context.asset_execution_context import AssetExecutionContext
     from dagster._core.execution.context.compute import OpExecutionContext
 
 JobKind = Literal["processing", "training"]
+PolledKind = Literal["processing", "training", "hyper_parameter_tuning"]  # same describe/stop call shapes
 
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 ENV_VALUE_LIMIT: dict[JobKind, int] = {"processing": 256, "training": 512}
@@ -68,8 +70,8 @@ def sagemaker_job_name(run_id: str, asset: str, partition: str | None, attempt: 
     return name
 
 
-def _key(kind: JobKind) -> str:
-    return "ProcessingJob" if kind == "processing" else "TrainingJob"
+def _key(kind: PolledKind) -> str:
+    return {"processing": "ProcessingJob", "training": "TrainingJob"}.get(kind, "HyperParameterTuningJob")
 
 
 class PipesSageMakerClient(PipesClient, TreatAsResourceParam):
@@ -132,11 +134,13 @@ class PipesSageMakerClient(PipesClient, TreatAsResourceParam):
         processing_job_params: Mapping[str, Any] | None = None,
         training_job_params: Mapping[str, Any] | None = None,
         extras: dict[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> PipesClientCompletedInvocation:
         """Create the job (exactly one of the two parameter sets), wait for it, and return its results.
 
         ``*_job_params`` are the boto3 ``create_processing_job`` / ``create_training_job`` arguments;
-        the Pipes bootstrap variables are merged into their ``Environment``.
+        the Pipes bootstrap variables are merged into their ``Environment``. ``metadata`` is added to the
+        materialization (e.g. what a tuning job before this one found).
         """
         if (processing_job_params is None) == (training_job_params is None):
             raise ValueError("pass exactly one of processing_job_params or training_job_params")
@@ -181,7 +185,58 @@ class PipesSageMakerClient(PipesClient, TreatAsResourceParam):
                 reason = response.get("FailureReason") or response.get("ExitMessage")
                 raise SageMakerJobFailed(name, kind, status, reason)
             context.log.info(f"SageMaker {kind} job {name} completed")
-        return PipesClientCompletedInvocation(session, metadata=self._metadata(kind, name, response))
+        meta = {**self._metadata(kind, name, response), **(metadata or {})}
+        return PipesClientCompletedInvocation(session, metadata=meta)
+
+    def tune(self, context: Any, request: Mapping[str, Any], earlier: Sequence[str] = ()) -> dict[str, Any]:
+        """Run a hyper-parameter tuning job to its end; return its best trial, described.
+
+        `request` holds the ``create_hyper_parameter_tuning_job`` arguments. A tuning job of an earlier
+        attempt (`earlier`: their names) still InProgress, or Completed, is followed instead of starting
+        another; whatever ends the wait early stops the tuning job (and so its trials).
+        """
+        kind: PolledKind = "hyper_parameter_tuning"
+        name = request["HyperParameterTuningJobName"]
+        live = self._earlier_tuning(context, earlier)
+        if live is not None:
+            name = live
+            context.log.info(f"following tuning job {name}, started by an earlier attempt")
+        else:
+            try:
+                self._client.create_hyper_parameter_tuning_job(**request)
+            except ClientError as err:  # a retried create whose first try went through
+                if err.response.get("Error", {}).get("Code") != "ResourceInUse":
+                    raise
+            context.log.info(f"started SageMaker hyper-parameter tuning job {name}")
+        progress = TuningProgress(self._client, context, name)
+        try:
+            response = self._wait(context, kind, name, on_poll=progress)
+        except BaseException as exc:
+            if self.forward_termination:
+                self._stop(context, kind, name, f"the Dagster step stopped waiting ({type(exc).__name__})")
+            raise
+        status, best = response["HyperParameterTuningJobStatus"], response.get("BestTrainingJob")
+        if status != "Completed" or not best:
+            reasons = [r for r in (response.get("FailureReason"), progress.first_failure) if r]
+            ended = status if status != "Completed" else "Completed without a best trial"
+            raise SageMakerJobFailed(name, "hyper-parameter tuning", ended, "; ".join(reasons) or None)
+        trial = self._client.describe_training_job(TrainingJobName=best["TrainingJobName"])
+        if not (trial.get("ModelArtifacts") or {}).get("S3ModelArtifacts"):
+            raise SageMakerJobFailed(best["TrainingJobName"], "training", "without a model artefact", None)
+        return {"tuning_job": name, "best": best, "trial": trial}
+
+    def _earlier_tuning(self, context: Any, names: Sequence[str]) -> str | None:
+        """The first of `names` that is InProgress or Completed (a retry continues from it), else None."""
+        for name in names:
+            try:
+                status = self._client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)[
+                    "HyperParameterTuningJobStatus"
+                ]
+            except ClientError:
+                continue  # never created
+            if status in ("InProgress", "Completed"):
+                return name
+        return None
 
     def _create(self, context: Any, kind: JobKind, name: str, params: dict[str, Any], session: Any) -> None:
         env = {**(params.get("Environment") or {}), **session.get_bootstrap_env_vars()}
@@ -236,7 +291,13 @@ class PipesSageMakerClient(PipesClient, TreatAsResourceParam):
             context.log.warning(f"could not look for a live SageMaker {kind} job to attach to: {exc}")
         return None
 
-    def _wait(self, context: Any, kind: JobKind, name: str) -> dict[str, Any]:
+    def _wait(
+        self,
+        context: Any,
+        kind: PolledKind,
+        name: str,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
         """Poll until terminal; transient errors are retried ``max_poll_errors`` times in a row."""
         key = _key(kind)
         failures = 0
@@ -258,11 +319,13 @@ class PipesSageMakerClient(PipesClient, TreatAsResourceParam):
                 )
                 self._sleep(delay)
                 continue
+            if on_poll is not None:
+                on_poll(response)
             if response[f"{key}Status"] in TERMINAL:
                 return response
             self._sleep(self.poll_interval)
 
-    def _stop(self, context: Any, kind: JobKind, name: str, why: str) -> None:
+    def _stop(self, context: Any, kind: PolledKind, name: str, why: str) -> None:
         """``stop_*_job``, best effort (a finished job just refuses)."""
         context.log.warning(f"stopping SageMaker {kind} job {name}: {why}")
         try:
@@ -285,4 +348,7 @@ class PipesSageMakerClient(PipesClient, TreatAsResourceParam):
         )
         if start and end:
             meta["sagemaker_job_seconds"] = float((end - start).total_seconds())
+        final = {m["MetricName"]: m["Value"] for m in response.get("FinalMetricDataList") or []}
+        if final:  # what the job's MetricDefinitions read from its log (last value of each)
+            meta["sagemaker_metrics"] = dg.MetadataValue.json(final)
         return meta

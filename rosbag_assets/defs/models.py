@@ -1,7 +1,8 @@
 """Models trained on our own drives: `detector_model` and `detector_export` (not partitioned; `models` group).
 
-Thin: the work is in `steps/detector_assets.py`. A new training_dataset version requests a training run
-(eager automation, evaluated by Dagster's default automation sensor); the export follows each new model.
+Thin: the work is in `steps/detector_model.py` and `steps/detector_export.py`. A new training_dataset
+version requests a training run (eager automation, evaluated by `models_automation_sensor`); the export
+follows each new model.
 """
 
 import dagster as dg
@@ -10,16 +11,17 @@ from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.datasets import training_dataset
 from rosbag_assets.defs.policies import RETRY, check, run_step
 from rosbag_assets.defs.resources import DriveStorage
-from rosbag_assets.steps.detector_assets import DetectorExportStepOptions, DetectorModelStepOptions
+from rosbag_assets.steps.detector_export import DetectorExportOptions
+from rosbag_assets.steps.detector_model import DetectorModelOptions
 
 MODELS_GROUP = "models"
 
 
-class DetectorModelConfig(dg.Config, DetectorModelStepOptions):
+class DetectorModelConfig(dg.Config, DetectorModelOptions):
     """Launchpad config of `detector_model`: exactly the step's options model."""
 
 
-class DetectorExportConfig(dg.Config, DetectorExportStepOptions):
+class DetectorExportConfig(dg.Config, DetectorExportOptions):
     """Launchpad config of `detector_export`: exactly the step's options model."""
 
 

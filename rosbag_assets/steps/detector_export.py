@@ -1,11 +1,8 @@
-"""`detector_export`: the chosen detector .pt as ONNX, TFLite and TensorRT, each checked against PyTorch.
+"""The `detector_export` step: the current detector_model as ONNX, TFLite and TensorRT, each checked for parity.
 
 An export is only useful if it predicts what the PyTorch model predicts, so every export gets a parity check
-on real (validation) images: boxes are matched one-to-one by class and IoU, and the check reports the recall
-of the PyTorch boxes in the export (and of the export's boxes in PyTorch's), plus the largest confidence
-difference of a matched pair. Reference boxes are those at ``conf`` or above; the other side may match with a
-box down to ``conf - conf_slack``, so a box whose score sits right at the threshold (0.2501 vs 0.2499) does
-not count as missing.
+on the dataset's validation images (`detector_parity`). ONNX parity blocks publication of
+``models/<dataset>/detector_export`` (object_labels runs the ONNX); the other formats warn.
 
 Formats: ONNX always (CPU; `detection.export_onnx`, the same cached export inference runs); TFLite when
 Ultralytics' LiteRT exporter's package (``litert-torch``) is installed; TensorRT only with CUDA and the
@@ -20,20 +17,28 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rosbag_assets.io import publish
+from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
+from rosbag_assets.steps.detector_data import dataset_images, fetch_dataset, present_splits
+from rosbag_assets.steps.detector_model import NAME_PATTERN, model_prefix
+from rosbag_assets.steps.detector_parity import (
+    ParityReport,
+    compare_predictions,
+    parity_outcome,
+    predict_boxes,
+)
 from rosbag_assets.steps.runtime import configure_ultralytics
 from rosbag_assets.vision.detection import _precision_kwargs, export_onnx, pick_device
 
 ExportFormat = Literal["onnx", "tflite", "engine"]
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 class ExportUnavailable(RuntimeError):
@@ -41,10 +46,13 @@ class ExportUnavailable(RuntimeError):
 
 
 class DetectorExportOptions(BaseModel):
-    """Which formats, at which size, and how close an export must stay to PyTorch."""
+    """`detector_export`'s options (also its Launchpad config): formats, size, and parity tolerances."""
 
     model_config = ConfigDict(extra="forbid")
 
+    dataset: str = Field(
+        "default", pattern=NAME_PATTERN, description="Name of the dataset whose model to export."
+    )
     formats: list[str] = Field(
         default_factory=lambda: ["onnx", "tflite", "engine"],
         description="Export formats: onnx, tflite (needs litert-torch), engine (TensorRT, needs CUDA).",
@@ -74,20 +82,6 @@ class DetectorExportOptions(BaseModel):
 
 
 @dataclass
-class ParityReport:
-    """How well one model's boxes match another's on the same images."""
-
-    images: int
-    reference_boxes: int
-    candidate_boxes: int
-    matched: int
-    recall: float | None  # matched / reference boxes (None without reference boxes)
-    reverse_recall: float | None  # candidate boxes at >= conf matched by a reference box
-    max_conf_delta: float | None
-    min_iou: float | None
-
-
-@dataclass
 class ExportOutcome:
     """One format: exported (with its parity check), skipped (with why) or failed (with the error)."""
 
@@ -98,144 +92,6 @@ class ExportOutcome:
     seconds: float = 0.0
     parity: ParityReport | None = None
     check: report.CheckOutcome | None = None  # exported: its parity; failed: a failing check; skipped: none
-
-
-def dataset_images(data_yaml: Path, split: str = "val", limit: int | None = None) -> list[Path]:
-    """The image files of a YOLO dataset split (sorted), e.g. to check parity on validation images."""
-    data = yaml.safe_load(Path(data_yaml).read_text())
-    root = Path(data.get("path") or Path(data_yaml).parent)
-    root = root if root.is_absolute() else (Path(data_yaml).parent / root)
-    entries = data.get(split)
-    if not entries:
-        raise FileNotFoundError(f"{data_yaml} defines no '{split}' split")
-    found: list[Path] = []
-    for entry in [entries] if isinstance(entries, str) else entries:
-        folder = root / entry
-        found += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    return found[:limit] if limit else found
-
-
-def predict_boxes(
-    weights: Path, images: Sequence[Path], *, imgsz: int, conf: float, device: str = "cpu", half: bool = False
-) -> list[np.ndarray]:
-    """Per image an (N, 6) array ``x1, y1, x2, y2, conf, class`` in original-image pixels.
-
-    Images are letterboxed to the full ``imgsz`` square (``rect=False``): fixed-shape exports (TFLite,
-    TensorRT) only take that, and PyTorch would otherwise pad less, so the two would see different pixels.
-    """
-    configure_ultralytics()
-    from ultralytics import YOLO
-
-    model = YOLO(str(weights), task="detect")
-    out = []
-    for image in images:  # one at a time: fixed-batch exports (TFLite, TensorRT) take batch 1
-        res = model.predict(
-            str(image),
-            imgsz=imgsz,
-            conf=conf,
-            device=device,
-            rect=False,
-            verbose=False,
-            **_precision_kwargs(half),
-        )[0]
-        out.append(res.boxes.data.cpu().numpy().astype(np.float64)[:, :6])
-    return out
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box with each row of `boxes`."""
-    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
-    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
-
-
-def _match(ref: np.ndarray, cand: np.ndarray, iou_min: float) -> list[tuple[int, int, float]]:
-    """Greedy one-to-one matching, most confident reference box first: (ref row, cand row, IoU)."""
-    pairs, used = [], np.zeros(len(cand), dtype=bool)
-    for i in np.argsort(-ref[:, 4]) if len(ref) else []:
-        same = (cand[:, 5] == ref[i, 5]) & ~used
-        if not same.any():
-            continue
-        ious = np.where(same, _iou(ref[i], cand) if len(cand) else 0.0, -1.0)
-        j = int(np.argmax(ious))
-        if ious[j] >= iou_min:
-            used[j] = True
-            pairs.append((int(i), j, float(ious[j])))
-    return pairs
-
-
-def compare_predictions(
-    reference: Sequence[np.ndarray],
-    candidate: Sequence[np.ndarray],
-    *,
-    conf: float,
-    conf_slack: float,
-    iou_min: float,
-) -> ParityReport:
-    """Match reference boxes (conf >= `conf`) to candidate boxes (conf >= `conf - conf_slack`), and back."""
-    low = conf - conf_slack
-    n_ref = n_cand = matched = back = 0
-    deltas: list[float] = []
-    ious: list[float] = []
-    for ref, cand in zip(reference, candidate, strict=True):
-        ref_hi, cand_lo = ref[ref[:, 4] >= conf], cand[cand[:, 4] >= low]
-        pairs = _match(ref_hi, cand_lo, iou_min)
-        n_ref += len(ref_hi)
-        matched += len(pairs)
-        deltas += [abs(ref_hi[i, 4] - cand_lo[j, 4]) for i, j, _ in pairs]
-        ious += [iou for _, _, iou in pairs]
-        cand_hi, ref_lo = cand[cand[:, 4] >= conf], ref[ref[:, 4] >= low]
-        n_cand += len(cand_hi)
-        back += len(_match(cand_hi, ref_lo, iou_min))
-    return ParityReport(
-        images=len(reference),
-        reference_boxes=n_ref,
-        candidate_boxes=n_cand,
-        matched=matched,
-        recall=matched / n_ref if n_ref else None,
-        reverse_recall=back / n_cand if n_cand else None,
-        max_conf_delta=max(deltas) if deltas else None,
-        min_iou=min(ious) if ious else None,
-    )
-
-
-def parity_outcome(parity: ParityReport, fmt: str, options: DetectorExportOptions) -> report.CheckOutcome:
-    """Pass when both recalls reach ``parity_min_recall`` and confidences agree within the tolerance.
-
-    No reference box at all fails too: parity was not demonstrated (lower ``parity_conf`` or add images).
-    """
-    problems = []
-    if parity.reference_boxes == 0:
-        problems.append(
-            f"the PyTorch model found no box at conf >= {options.parity_conf} on {parity.images} images"
-        )
-    for name, value in (("recall", parity.recall), ("reverse recall", parity.reverse_recall)):
-        if value is not None and value < options.parity_min_recall:
-            problems.append(f"{name} {value:.3f} < {options.parity_min_recall}")
-    if parity.max_conf_delta is not None and parity.max_conf_delta > options.parity_max_conf_delta:
-        problems.append(f"max confidence delta {parity.max_conf_delta:.4f} > {options.parity_max_conf_delta}")
-    summary = (
-        f"{fmt}: {parity.matched}/{parity.reference_boxes} PyTorch boxes matched (class + IoU >= "
-        f"{options.parity_iou}) on {parity.images} images"
-    )
-    meta = {
-        k: (report.number(v) if isinstance(v, float) else report.integer(v))
-        for k, v in asdict(parity).items()
-        if v is not None
-    }
-    return report.CheckOutcome(
-        name=f"{fmt}_parity",
-        passed=not problems,
-        description=summary + (": " + "; ".join(problems) if problems else ""),
-        metadata={
-            **meta,
-            "iou_min": report.number(options.parity_iou),
-            "conf": report.number(options.parity_conf),
-        },
-    )
 
 
 def _ultralytics_export(weights: Path, out_dir: Path, fmt: str, **kwargs: Any) -> Path:
@@ -353,3 +209,81 @@ def exports_metadata(outcomes: Sequence[ExportOutcome]) -> dict[str, report.Meta
     columns = [("format", "string"), ("status", "string"), ("path", "string"), ("reason", "string"),
                ("seconds", "float"), ("recall", "float"), ("max_conf_delta", "float")]  # fmt: skip
     return {"exports": report.table(rows, columns)}
+
+
+def export_prefix(dataset: str) -> str:
+    return join_key("models", dataset, "detector_export")
+
+
+def export_checks(outcomes: list[ExportOutcome]) -> list[report.CheckOutcome]:
+    """One parity check per known format (the asset declares all three, so each must be reported).
+
+    ONNX blocks (object_labels runs it); TFLite and TensorRT warn, and a skipped or unrequested format is
+    reported as a WARN failure saying why: parity was not shown, and where the build ran must not block.
+    """
+    by_format = {o.format: o for o in outcomes}
+    checks = []
+    for fmt in get_args(ExportFormat):
+        o = by_format.get(fmt)
+        check = o.check if o is not None else None
+        if check is None:
+            why = f"skipped: {o.reason}" if o is not None else "not in the requested formats"
+            check = report.CheckOutcome(f"{fmt}_parity", passed=False, description=f"{fmt} {why}")
+        check.severity = "ERROR" if fmt == "onnx" else "WARN"
+        checks.append(check)
+    return checks
+
+
+def run_detector_export(
+    *,
+    output: Storage,
+    options: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    log: report.StepLog | None = None,
+) -> report.StepResult:
+    """Export the current detector_model version; publish the exports with their parity checks.
+
+    ONNX parity blocks publication (object_labels runs the ONNX); other formats warn: they are skipped
+    wherever their toolchain is missing, and a version must not depend on where it was built.
+    """
+    log = log or report.default_log()
+    opts = DetectorExportOptions.model_validate(dict(options or {}))
+    model, model_manifest = publish.require_current(output, model_prefix(opts.dataset))
+    with tempfile.TemporaryDirectory(prefix="detector-export-") as tmp:
+        work = Path(tmp)
+        best = work / "model" / "best.pt"
+        best.parent.mkdir(parents=True)
+        output.download_file(model.key("best.pt"), best)
+        data_yaml, _ = fetch_dataset(output, opts.dataset, work / "dataset")
+        split = "val" if "val" in present_splits(data_yaml) else "train"
+        images = dataset_images(data_yaml, split, limit=opts.parity_max_images)
+        outcomes = export_detector(best, work / "exports", images, opts, log=log)
+        draft = publish.begin(output, export_prefix(opts.dataset), run_id)
+        files: dict[str, str] = {}
+        for o in outcomes:
+            if o.status == "exported" and o.path is not None:
+                paths = [o.path] if o.path.is_file() else sorted(p for p in o.path.rglob("*") if p.is_file())
+                for p in paths:
+                    rel = p.relative_to(o.path.parent).as_posix()
+                    output.upload_file(p, draft.key(rel))
+                files[o.format] = o.path.name
+    checks = export_checks(outcomes)
+    rejected = report.blocking_failures(checks)
+    manifest = {
+        "dataset": opts.dataset,
+        "model_version": model.version,
+        "model_sha256": model_manifest.get("best_pt_sha256"),
+        "files": files,
+        "formats": {o.format: {"status": o.status, "reason": o.reason} for o in outcomes},
+        "parity_images": len(images),
+        "options": opts.model_dump(),
+    }
+    uri = draft.commit(manifest, rejected)
+    metadata = {
+        **exports_metadata(outcomes),
+        "model_version": report.text(model.version),
+        "export_version": report.text(draft.version),
+        "export_uri": report.uri_value(uri),
+        **report.publication(uri, rejected),
+    }
+    return report.StepResult(metadata=metadata, checks=checks)

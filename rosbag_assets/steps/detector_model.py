@@ -1,68 +1,63 @@
-"""`detector_model`: fine-tune an Ultralytics YOLO detector on a YOLO-format dataset directory.
+"""The `detector_model` step: fine-tune a YOLO detector on a training_dataset version and publish it check-gated.
 
-The dataset is a folder with ``data.yaml`` (``path``, ``train``/``val``/``test``, ``names``) and
-``images/<split>``, ``labels/<split>``. Training runs inside a *checkpoint directory* (Ultralytics' run dir
-``<checkpoint_dir>/train``, hyperparameter search in ``<checkpoint_dir>/tune``): on SageMaker that is
-``/opt/ml/checkpoints``, which survives a spot interruption, so a restarted job resumes from ``last.pt``
-instead of starting over. Results land in ``out_dir``: ``best.pt``, ``metrics.json``, ``results.csv``.
-
-Everything is offline-safe: the font is provided by `configure_ultralytics`, AMP on CPU is off (its check
-would download a model), plots are off by default, and base weights come from `weights.resolve_weights`
-(``yolo11n.yaml`` builds an untrained model from the architecture file, which needs no download at all).
+It trains on a ``datasets/<dataset>/training_dataset`` version (`detector_training.train_detector`, epochs
+streamed to the log), evaluates fine-tuned against base (`detector_eval`) and publishes best.pt,
+metrics.json, results.csv and eval.json as a version of ``models/<dataset>/detector_model``: a model worse
+than its base is kept for inspection but never becomes current. In a SageMaker Training job the dataset
+comes from the ``dataset`` input channel, metrics are printed for the job's MetricDefinitions and the model
+files also go to ``/opt/ml/model`` (the job's model artefact); a tuning trial only trains
+(`run_detector_trial`), and the chosen trial's artefact is then evaluated and published (``trained_model``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import tarfile
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rosbag_assets.steps import report
-from rosbag_assets.steps.detector_tune import tune_hyperparameters, tuned_earlier
-from rosbag_assets.steps.runtime import configure_ultralytics
-from rosbag_assets.vision.detection import pick_device
+from rosbag_assets.io import publish
+from rosbag_assets.io.storage import Storage, join_key, storage_from_uri
+from rosbag_assets.steps import report, sagemaker_container
+from rosbag_assets.steps.detector_data import DATASET_CHANNEL, dataset_version, fetch_dataset, present_splits
+from rosbag_assets.steps.detector_eval import evaluate_against_base, split_metadata
+from rosbag_assets.steps.detector_training import (
+    DetectorTrainingError,
+    TrainOutcome,
+    log_progress,
+    outcome_metadata,
+    resolve_base_weights,
+    train_detector,
+)
+from rosbag_assets.steps.detector_tune import TUNE_SPACE
 from rosbag_assets.vision.weights import default_cache_dir, resolve_weights, sha256_file
 
-Progress = Callable[[dict[str, Any]], None]
-
-# Ultralytics augmentation arguments per preset. Vertical flips stay off: dash-cam frames are never upside down.
-AUGMENTATION_PRESETS: dict[str, dict[str, float]] = {
-    "none": {
-        **dict.fromkeys(("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear"), 0.0),
-        **dict.fromkeys(("perspective", "flipud", "fliplr", "mosaic", "mixup", "cutmix"), 0.0),
-        "close_mosaic": 0,
-    },
-    "default": {},  # Ultralytics' own defaults (mosaic, HSV jitter, scale 0.5, translate 0.1, fliplr 0.5)
-    "strong": {
-        "hsv_h": 0.02,
-        "hsv_s": 0.8,
-        "hsv_v": 0.5,
-        "degrees": 3.0,
-        "translate": 0.2,
-        "scale": 0.8,
-        "shear": 2.0,
-        "mixup": 0.1,
-        "cutmix": 0.1,
-        "flipud": 0.0,
-    },
-}
-
-
-class DetectorTrainingError(RuntimeError):
-    """Training could not run or produced no model; the message names the dataset/checkpoint involved."""
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+MODEL_FILES = ("best.pt", "metrics.json", "results.csv")  # what training writes (and a model.tar.gz holds)
+# Options a SageMaker tuning range may set (others are where/what to train, not how).
+TUNABLE_OPTIONS = ("epochs", "imgsz", "batch", "optimizer", "lr0", "augmentation", "patience", "seed")
 
 
 class DetectorModelOptions(BaseModel):
-    """How to fine-tune. ``device=None`` picks cuda:0 when available, else cpu."""
+    """`detector_model`'s options (also its Launchpad config). ``device=None`` picks cuda:0 when available."""
 
     model_config = ConfigDict(extra="forbid")
 
+    dataset: str = Field(
+        "default", pattern=NAME_PATTERN, description="Name of the training_dataset to train on."
+    )
+    dataset_version: str | None = Field(
+        None,
+        pattern=NAME_PATTERN,
+        description="Train on this committed training_dataset version; default: the current one.",
+    )
     base_weights: str = Field(
         "yolo11n.pt",
         description="Starting weights: Ultralytics name, local path, s3:// or https:// URL, or an architecture "
@@ -75,6 +70,11 @@ class DetectorModelOptions(BaseModel):
     lr0: float | None = Field(None, gt=0, description="Initial learning rate (needs a non-auto optimizer).")
     augmentation: Literal["none", "default", "strong"] = Field(
         "default", description="Augmentation preset (AUGMENTATION_PRESETS); never vertical flips."
+    )
+    hyperparameters: dict[str, float] = Field(
+        default_factory=dict,
+        description="Further Ultralytics training arguments of TUNE_SPACE (momentum, box, hsv_h, ...), e.g. "
+        "the values a tuning run found.",
     )
     patience: int = Field(20, ge=1, description="Stop after this many epochs without val improvement.")
     seed: int = Field(0, description="Random seed of training.")
@@ -90,299 +90,216 @@ class DetectorModelOptions(BaseModel):
     )
     plots: bool = Field(False, description="Let Ultralytics draw its plots (off: fonts/offline safety).")
     cache_dir: str | None = Field(None, description="Weights cache; default: weights.default_cache_dir().")
+    eval_tolerance: float = Field(
+        0.01, ge=0, description="The fine-tuned mAP50-95 may be at most this much below the base model's."
+    )
+    trained_model: str | None = Field(
+        None,
+        description="Skip training: evaluate and publish this model.tar.gz (best.pt, metrics.json, results.csv "
+        "as a detector_model SageMaker job writes; s3:// or a path). A SageMaker tuning run sets it to the "
+        "best trial's artefact.",
+    )
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _known_hyperparameters(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(TUNE_SPACE))
+        if unknown:
+            raise ValueError(f"unknown hyperparameters {unknown}; known: {sorted(TUNE_SPACE)}")
+        return value
 
     @model_validator(mode="after")
-    def _lr0_needs_optimizer(self) -> DetectorModelOptions:
+    def _consistent(self) -> DetectorModelOptions:
         if self.lr0 is not None and self.optimizer == "auto":
             raise ValueError(
                 "lr0 is ignored by optimizer='auto'; also choose an optimizer, e.g. 'SGD' or 'AdamW'"
             )
+        if self.trained_model and self.tune:
+            raise ValueError("tune has no effect with trained_model (nothing is trained)")
         return self
 
 
-@dataclass
-class TrainOutcome:
-    """What `train_detector` produced; paths are inside ``out_dir``."""
-
-    best_pt: Path
-    metrics_json: Path
-    results_csv: Path
-    metrics: dict[str, Any]
-    resumed_from: str | None = None
-    tuned_hyperparameters: dict[str, Any] | None = None
-    epochs: list[dict[str, Any]] = field(default_factory=list)
+def model_prefix(dataset: str) -> str:
+    return join_key("models", dataset, "detector_model")
 
 
-def amp_arg(amp: str, device: str) -> bool | str:
-    """Ultralytics' ``amp`` argument for the requested precision on `device`.
+def checkpoint_dir(opts: DetectorModelOptions, dataset_version: str, work: Path) -> Path:
+    """Where Ultralytics keeps last.pt: under a surviving root when there is one, else the temp dir.
 
-    CPU trains in fp32. Ultralytics' fp16 path first runs an AMP check that downloads ``yolo26n.pt`` unless it
-    is already in its weights dir, so "auto" on CUDA picks bf16 (Ampere and newer: no check), else fp16 only
-    when that file is present, else fp32. An explicit "fp16" accepts Ultralytics' check as it is.
+    The root is ROSBAG_ASSETS_CHECKPOINT_DIR, else SageMaker's ``/opt/ml/checkpoints`` (synced to S3 when the
+    Training job has a CheckpointConfig), so a retried or Spot-interrupted job resumes. The subfolder is keyed
+    by dataset version and options: a job for another dataset or configuration never resumes this one's run.
     """
-    if not device.startswith("cuda") or amp == "fp32":
-        return False
-    if amp == "bf16":
-        return "bf16"
-    if amp == "fp16":
-        return True
-    import torch
-    from ultralytics.utils import WEIGHTS_DIR
-
-    if torch.cuda.is_bf16_supported():
-        return "bf16"
-    return (WEIGHTS_DIR / "yolo26n.pt").is_file()
+    root = os.environ.get("ROSBAG_ASSETS_CHECKPOINT_DIR") or sagemaker_container.checkpoints_dir()
+    if root is None:
+        return work / "checkpoints"
+    digest = hashlib.sha256(json.dumps(opts.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+    return Path(root) / opts.dataset / f"{dataset_version}-{digest}"
 
 
-def training_args(options: DetectorModelOptions, data_yaml: Path, device: str) -> dict[str, Any]:
-    """Keyword arguments for Ultralytics ``model.train`` / ``model.tune`` (without the run directory)."""
-    args: dict[str, Any] = {
-        "data": str(data_yaml),
-        "epochs": options.epochs,
-        "imgsz": options.imgsz,
-        "batch": options.batch,
-        "optimizer": options.optimizer,
-        "patience": options.patience,
-        "seed": options.seed,
-        "device": device,
-        "workers": options.workers,
-        "amp": amp_arg(options.amp, device),
-        "plots": options.plots,
-        "verbose": False,
-        **AUGMENTATION_PRESETS[options.augmentation],
-    }
-    if options.lr0 is not None:
-        args["lr0"] = options.lr0
-    return args
+def input_channels(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """For a SageMaker Training job: the parameters with the dataset version pinned, and the input channel
+    holding that version (so the job reads exactly the version the launcher saw)."""
+    opts = DetectorModelOptions.model_validate(dict(params.get("options") or {}))
+    output = storage_from_uri(params["output"], endpoint_url=params.get("s3_endpoint_url"))
+    version, _ = dataset_version(output, opts.dataset, opts.dataset_version)
+    options = {**dict(params.get("options") or {}), "dataset_version": version.version}
+    return {**params, "options": options}, {DATASET_CHANNEL: version.uri().rstrip("/") + "/"}
 
 
-class ProgressCallbacks:
-    """Ultralytics callbacks that turn each finished epoch into one `progress` event.
-
-    ``on_train_epoch_end`` carries the losses, the following ``on_fit_epoch_end`` the validation metrics.
-    Ultralytics fires ``on_fit_epoch_end`` once more after training to report best.pt on val: without a
-    preceding train-epoch event, that one is reported as ``{"event": "final"}``.
-    """
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.events: list[dict[str, Any]] = []
-        self._losses: dict[str, float] | None = None
-
-    def attach(self, model: Any) -> None:
-        model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
-        model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
-
-    def on_train_epoch_end(self, trainer: Any) -> None:
-        self._losses = {k.split("/", 1)[1]: v for k, v in trainer.label_loss_items(trainer.tloss).items()}
-
-    def on_fit_epoch_end(self, trainer: Any) -> None:
-        metrics = _metric_names(trainer.metrics or {})
-        if self._losses is None:
-            event = {"event": "final", "weights": "best.pt", "split": "val", **metrics}
-        else:
-            event = {
-                "event": "epoch",
-                "epoch": trainer.epoch + 1,
-                "epochs": trainer.epochs,
-                "losses": self._losses,
-                **metrics,
-                "seconds": round(float(trainer.epoch_time or 0.0), 3),
-            }
-            self._losses = None
-        self.events.append(event)
-        self.progress(event)
-
-
-def _metric_names(metrics: dict[str, Any]) -> dict[str, float]:
-    """``metrics/mAP50-95(B)`` -> ``mAP50-95``; validation losses keep a ``val_`` prefix."""
-    out = {}
-    for key, value in metrics.items():
-        name = key.split("/", 1)[-1].removesuffix("(B)")
-        out[f"val_{name}" if key.startswith("val/") else name] = round(float(value), 5)
-    return out
-
-
-def log_progress(log: report.StepLog) -> Progress:
-    """A `progress` function writing one line per event (what a Pipes run streams to the Dagster UI)."""
-
-    def emit(event: dict[str, Any]) -> None:
-        if event["event"] == "epoch":
-            losses = " ".join(f"{k}={v:.3f}" for k, v in event["losses"].items())
-            log.info(
-                f"epoch {event['epoch']}/{event['epochs']}: {losses} mAP50={event.get('mAP50', 0):.4f} "
-                f"mAP50-95={event.get('mAP50-95', 0):.4f} ({event['seconds']:.1f} s)"
-            )
-        else:
-            log.info(f"final (best.pt on val): {json.dumps(event)}")
-
-    return emit
-
-
-def _checkpoint_epoch(path: Path) -> int:
-    """The epoch a last.pt was saved after; -1 for a finished run (Ultralytics strips it, setting -1)."""
-    import torch
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    return int(ckpt.get("epoch", -1)) if ckpt.get("optimizer") is not None else -1
-
-
-def find_resume_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """An unfinished ``last.pt`` in ``checkpoint_dir`` (``train/weights/last.pt`` or ``last.pt``), else None."""
-    for candidate in (checkpoint_dir / "train" / "weights" / "last.pt", checkpoint_dir / "last.pt"):
-        if candidate.is_file() and _checkpoint_epoch(candidate) >= 0:
-            return candidate
-    return None
-
-
-def _finished_run(run_dir: Path) -> bool:
-    """True when an earlier attempt already completed training here (best.pt and a stripped last.pt)."""
-    last = run_dir / "weights" / "last.pt"
-    return (run_dir / "weights" / "best.pt").is_file() and last.is_file() and _checkpoint_epoch(last) < 0
-
-
-def resolve_base_weights(options: DetectorModelOptions, *, s3_client: Any = None) -> str:
-    """A local file for ``options.base_weights``; an architecture ``.yaml`` name passes through (no weights)."""
-    spec = options.base_weights
-    if spec.endswith((".yaml", ".yml")) and not Path(spec).is_file():
-        return spec  # Ultralytics ships the architecture files (e.g. yolo11n.yaml) inside the wheel
-    cache = Path(options.cache_dir) if options.cache_dir else default_cache_dir()
-    return str(resolve_weights(spec, cache, s3_client=s3_client))
-
-
-def train_detector(
-    data_yaml: Path,
-    out_dir: Path,
-    options: DetectorModelOptions | None = None,
-    *,
-    checkpoint_dir: Path | None = None,
-    progress: Progress | None = None,
-    log: report.StepLog | None = None,
-    s3_client: Any = None,
-) -> TrainOutcome:
-    """Fine-tune (or resume fine-tuning) and write best.pt, metrics.json and results.csv into ``out_dir``."""
-    configure_ultralytics()
-    from ultralytics import YOLO
-
-    options = options or DetectorModelOptions()
-    log = log or report.default_log()
-    data_yaml, out_dir = Path(data_yaml).resolve(), Path(out_dir).resolve()
-    if not data_yaml.is_file():
-        raise DetectorTrainingError(f"dataset description {data_yaml} does not exist")
-    checkpoint_dir = Path(checkpoint_dir or out_dir / "checkpoints").resolve()
-    run_dir = checkpoint_dir / "train"
-    device = pick_device(options.device)
-    callbacks = ProgressCallbacks(progress or log_progress(log))
-    args = training_args(options, data_yaml, device)
-    started = time.monotonic()
-    base = resolve_base_weights(options, s3_client=s3_client)
-    resume = find_resume_checkpoint(checkpoint_dir)
-    tuned = None
-    if resume is not None:
-        log.info(f"resuming from {resume} (an earlier attempt was interrupted)")
-        model = YOLO(str(resume))
-        callbacks.attach(model)
-        model.train(
-            resume=str(resume),
-            data=str(data_yaml),
-            device=device,
-            workers=options.workers,
-            plots=options.plots,
-            save_dir=str(run_dir),
-        )
-        tuned = tuned_earlier(checkpoint_dir / "tune")
-    elif _finished_run(run_dir):
-        log.info(f"training in {run_dir} already finished; collecting its outputs")
-        tuned = tuned_earlier(checkpoint_dir / "tune")
-    else:
-        if options.tune:
-            tuned = tune_hyperparameters(
-                base, args, options, checkpoint_dir / "tune", callbacks.progress, log
-            )
-            args = {**args, **tuned}
-            if (
-                args["optimizer"] == "auto"
-            ):  # model.tune searched with AdamW; 'auto' would ignore the tuned lr0
-                args["optimizer"] = "AdamW"
-        if run_dir.exists():
-            shutil.rmtree(run_dir)  # a run that died before its first checkpoint
-        model = YOLO(base, task="detect")
-        callbacks.attach(model)
-        model.train(**args, save_dir=str(run_dir))
-    return _collect_outputs(
-        run_dir, out_dir, callbacks.events, options, base, resume, tuned, time.monotonic() - started, device
-    )
-
-
-def _collect_outputs(
-    run_dir: Path,
-    out_dir: Path,
-    events: list[dict[str, Any]],
-    options: DetectorModelOptions,
-    base: str,
-    resume: Path | None,
-    tuned: dict[str, Any] | None,
-    seconds: float,
-    device: str,
-) -> TrainOutcome:
-    """Copy best.pt and results.csv out of the run directory and write metrics.json beside them."""
-    best, csv = run_dir / "weights" / "best.pt", run_dir / "results.csv"
-    for needed in (best, csv):
-        if not needed.is_file():
-            raise DetectorTrainingError(f"training in {run_dir} finished without writing {needed.name}")
+def adopt_trained_model(spec: str, out_dir: Path, opts: DetectorModelOptions, s3_client: Any) -> TrainOutcome:
+    """Unpack a model.tar.gz written by a detector_model Training job (e.g. the best tuning trial)."""
+    cache = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
+    archive = resolve_weights(spec, cache, s3_client=s3_client)
+    if not tarfile.is_tarfile(archive):
+        raise DetectorTrainingError(f"trained_model {spec} is not a model.tar.gz")
     out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(best, out_dir / "best.pt")
-    shutil.copyfile(csv, out_dir / "results.csv")
-    epochs = [e for e in events if e["event"] == "epoch"]
-    final = next((e for e in reversed(events) if e["event"] == "final"), None)
-    final_file = run_dir / "final_val.json"  # best.pt on val, kept for an attempt that only collects
-    if final is not None:
-        final_file.write_text(json.dumps(final))
-    elif final_file.is_file():
-        final = json.loads(final_file.read_text())
-    metrics = {
-        "best_val": {k: v for k, v in (final or {}).items() if k not in {"event", "weights", "split"}},
-        "epochs_run_this_attempt": len(epochs),
-        "epochs_recorded": _csv_rows(csv),
-        "seconds_this_attempt": round(seconds, 2),
-        "seconds_per_epoch": round(sum(e["seconds"] for e in epochs) / len(epochs), 3) if epochs else None,
-        "device": device,
-        "resumed_from": str(resume) if resume else None,
-        "tuned_hyperparameters": tuned,
-        "base_weights": options.base_weights,
-        "base_weights_sha256": sha256_file(Path(base)) if Path(base).is_file() else None,
-        "best_pt_sha256": sha256_file(out_dir / "best.pt"),
-        "options": options.model_dump(),
-        "epochs": epochs,
-    }
+    with tarfile.open(archive) as tar:
+        names = {Path(n).name: m for n, m in ((m.name, m) for m in tar.getmembers()) if m.isfile()}
+        missing = [f for f in MODEL_FILES if f not in names]
+        if missing:
+            raise DetectorTrainingError(f"trained_model {spec} lacks {missing} (has {sorted(names)})")
+        for name in MODEL_FILES:
+            with tar.extractfile(names[name]) as src, (out_dir / name).open("wb") as dst:  # type: ignore[union-attr]
+                shutil.copyfileobj(src, dst)
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    if metrics.get("best_pt_sha256") != sha256_file(out_dir / "best.pt"):
+        raise DetectorTrainingError(f"trained_model {spec}: best.pt does not match its metrics.json")
+    metrics["trained_model"] = spec
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return TrainOutcome(
         best_pt=out_dir / "best.pt",
         metrics_json=out_dir / "metrics.json",
         results_csv=out_dir / "results.csv",
         metrics=metrics,
-        resumed_from=metrics["resumed_from"],
-        tuned_hyperparameters=tuned,
-        epochs=epochs,
+        resumed_from=metrics.get("resumed_from"),
+        tuned_hyperparameters=metrics.get("tuned_hyperparameters"),
+        epochs=metrics.get("epochs") or [],
     )
 
 
-def _csv_rows(csv: Path) -> int:
-    """Epochs recorded in Ultralytics' results.csv (header excluded), across resumed attempts."""
-    return max(0, len(csv.read_text().strip().splitlines()) - 1)
+def _to_model_dir(folder: Path, names: tuple[str, ...]) -> None:
+    """Inside a SageMaker Training job, copy the model files into /opt/ml/model (the job's model.tar.gz)."""
+    target = sagemaker_container.model_dir()
+    if target is not None:
+        for name in names:
+            shutil.copyfile(folder / name, target / name)
 
 
-def outcome_metadata(outcome: TrainOutcome) -> dict[str, report.MetadataValue]:
-    """Dagster metadata for the materialization (plain values in Pipes wire format)."""
-    best = outcome.metrics["best_val"]
-    meta = {
-        "best_pt": report.path(str(outcome.best_pt)),
-        "val_mAP50": report.number(best.get("mAP50", 0.0)),
-        "val_mAP50_95": report.number(best.get("mAP50-95", 0.0)),
-        "epochs_recorded": report.integer(outcome.metrics["epochs_recorded"]),
-        "seconds_per_epoch": report.number(outcome.metrics["seconds_per_epoch"] or 0.0),
-        "metrics": report.json_value({k: v for k, v in outcome.metrics.items() if k != "epochs"}),
+def _train(
+    opts: DetectorModelOptions, data_yaml: Path, version: str, work: Path, log: report.StepLog, s3_client: Any
+) -> TrainOutcome:
+    if opts.trained_model:
+        log.info(f"detector_model {opts.dataset}: evaluating trained model {opts.trained_model}")
+        return adopt_trained_model(opts.trained_model, work / "out", opts, s3_client)
+    return train_detector(
+        data_yaml, work / "out", opts, checkpoint_dir=checkpoint_dir(opts, version, work),
+        progress=log_progress(log), log=log, s3_client=s3_client,
+    )  # fmt: skip
+
+
+def run_detector_model(
+    *,
+    output: Storage,
+    options: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    log: report.StepLog | None = None,
+    s3_client: Any = None,
+) -> report.StepResult:
+    """Fine-tune on the dataset version, evaluate against base, publish a check-gated model version."""
+    log = log or report.default_log()
+    opts = DetectorModelOptions.model_validate(dict(options or {}))
+    with tempfile.TemporaryDirectory(prefix="detector-model-") as tmp:
+        work = Path(tmp)
+        data_yaml, ds_manifest = fetch_dataset(output, opts.dataset, work / "dataset", opts.dataset_version)
+        splits = present_splits(data_yaml)
+        if not splits:
+            raise ValueError(
+                f"dataset {opts.dataset} version {ds_manifest['version']} has no val or test split"
+            )
+        log.info(f"detector_model {opts.dataset}: dataset version {ds_manifest['version']}")
+        outcome = _train(opts, data_yaml, ds_manifest["version"], work, log, s3_client)
+        base = resolve_base_weights(opts, s3_client=s3_client)
+        evaluation, check = evaluate_against_base(
+            outcome.best_pt, base, data_yaml, work / "eval", imgsz=opts.imgsz, batch=max(opts.batch, 1),
+            device=opts.device, tolerance=opts.eval_tolerance, seed=opts.seed, splits=splits,
+        )  # fmt: skip
+        log.info(check.description)
+        compared = evaluation["fine_tuned"][splits[-1]]
+        sagemaker_container.emit_metrics({f"{splits[-1]}:{k}": compared[k] for k in ("mAP50", "mAP50-95")})
+        (work / "out" / "eval.json").write_text(json.dumps(evaluation, indent=2))
+        _to_model_dir(work / "out", (*MODEL_FILES, "eval.json"))
+        draft = publish.begin(output, model_prefix(opts.dataset), run_id)
+        for name in (*MODEL_FILES, "eval.json"):
+            output.upload_file(work / "out" / name, draft.key(name))
+        meta = outcome_metadata(outcome)
+    checks = [check]
+    rejected = report.blocking_failures(checks)
+    manifest = {
+        "dataset": opts.dataset,
+        "dataset_version": ds_manifest["version"],
+        "base_weights": opts.base_weights,
+        "base_weights_sha256": outcome.metrics["base_weights_sha256"],
+        "best_pt_sha256": outcome.metrics["best_pt_sha256"],
+        "epochs": outcome.metrics["epochs_recorded"],
+        "compared_on": splits[-1],
+        "metrics": {k: {s: v for s, v in evaluation[k].items()} for k in evaluation},
+        "options": opts.model_dump(),
     }
-    if outcome.resumed_from:
-        meta["resumed_from"] = report.path(outcome.resumed_from)
-    return meta
+    uri = draft.commit(manifest, rejected)
+    meta.pop("best_pt")
+    metadata = {
+        **meta,
+        **split_metadata(evaluation["fine_tuned"]),
+        **split_metadata(evaluation["base"], prefix="base_"),
+        "dataset_version": report.text(ds_manifest["version"]),
+        "model_version": report.text(draft.version),
+        "model_uri": report.uri_value(uri),
+        "best_pt": report.uri_value(draft.uri("best.pt")),
+        **report.publication(uri, rejected),
+    }
+    return report.StepResult(metadata=metadata, checks=checks)
+
+
+def trial_options(options: Mapping[str, Any], tuned: Mapping[str, str]) -> DetectorModelOptions:
+    """The options of one SageMaker tuning trial: the asset's options with the trial's tuned values."""
+    if options.get("trained_model"):
+        raise ValueError("a tuning trial trains: trained_model must not be set with a SageMaker tuning job")
+    merged = {**options, "hyperparameters": dict(options.get("hyperparameters") or {})}
+    for name, value in tuned.items():
+        if name in TUNABLE_OPTIONS:
+            merged[name] = value
+        elif name in TUNE_SPACE:
+            merged["hyperparameters"][name] = float(value)
+        else:
+            raise ValueError(
+                f"tuning range {name!r} is neither a tunable detector_model option {list(TUNABLE_OPTIONS)} "
+                f"nor an Ultralytics argument of TUNE_SPACE {sorted(TUNE_SPACE)}"
+            )
+    return DetectorModelOptions.model_validate(merged)
+
+
+def run_detector_trial(
+    *,
+    output: Storage,
+    options: Mapping[str, Any],
+    tuned: Mapping[str, str],
+    log: report.StepLog | None = None,
+    s3_client: Any = None,
+) -> dict[str, Any]:
+    """One trial of a SageMaker tuning job: train with the tuned values and leave the model in /opt/ml/model.
+
+    Nothing is published and there is no base comparison: the tuning job ranks trials by the ``best:*``
+    metric lines, and only the winner is evaluated and published (``trained_model``).
+    """
+    log = log or report.default_log()
+    opts = trial_options(options, tuned)
+    if sagemaker_container.model_dir() is None:
+        raise DetectorTrainingError("a tuning trial runs in a SageMaker Training job (no /opt/ml/model here)")
+    with tempfile.TemporaryDirectory(prefix="detector-trial-") as tmp:
+        work = Path(tmp)
+        data_yaml, manifest = fetch_dataset(output, opts.dataset, work / "dataset", opts.dataset_version)
+        log.info(f"tuning trial on dataset version {manifest['version']} with {dict(tuned)}")
+        outcome = _train(opts, data_yaml, manifest["version"], work, log, s3_client)
+        _to_model_dir(work / "out", MODEL_FILES)
+    return outcome.metrics

@@ -26,7 +26,7 @@ from typing import Any
 
 from rosbag_assets.io.drives import validate_drive_name
 from rosbag_assets.io.storage import storage_from_uri
-from rosbag_assets.steps import fanout, report
+from rosbag_assets.steps import fanout, report, sagemaker_container
 from rosbag_assets.steps.runtime import configure_runtime, where_running
 
 DRIVE_STEPS = (
@@ -70,8 +70,8 @@ RUNNERS = {
     "foxglove": "rosbag_assets.steps.foxglove:run_foxglove",
     "training_dataset": "rosbag_assets.steps.training_dataset.run:run_training_dataset",
     "catalog": "rosbag_assets.steps.catalog.run:run_catalog",
-    "detector_model": "rosbag_assets.steps.detector_assets:run_detector_model",
-    "detector_export": "rosbag_assets.steps.detector_assets:run_detector_export",
+    "detector_model": "rosbag_assets.steps.detector_model:run_detector_model",
+    "detector_export": "rosbag_assets.steps.detector_export:run_detector_export",
 }
 READS_SOURCE = ("raw_bags", "extracted_frames", "topic_tables")  # steps that read the drive's bags
 READS_S3_DIRECTLY = (
@@ -145,6 +145,12 @@ def _pipes_loaders() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", help="run without Dagster: a JSON file (or '-') with the job parameters")
+    parser.add_argument(
+        "mode",
+        nargs="?",
+        choices=["train"],
+        help="SageMaker starts a training image with 'train'; without a Pipes context that is a tuning trial",
+    )
     args = parser.parse_args(argv)
     if args.params:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -163,16 +169,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    from dagster_pipes import open_dagster_pipes
+    from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
 
-    with open_dagster_pipes(**_pipes_loaders()) as pipes:
-        params = dict(pipes.extras)
-        array_index = os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
-        if array_index is not None and fanout.PARTS_KEY in params:  # one child of a fanned-out step
-            params = fanout.part_params(params, int(array_index))
-        params.setdefault("run_id", pipes.run_id)
-        result = run_step(params, log=pipes.log)
-        report_to_pipes(pipes, result)
+    if args.mode == "train" and not os.environ.get(DAGSTER_PIPES_CONTEXT_ENV_VAR):
+        from rosbag_assets.steps.tuning_trial import run_trial
+
+        return run_trial()
+    try:
+        with open_dagster_pipes(**_pipes_loaders()) as pipes:
+            params = dict(pipes.extras)
+            array_index = os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+            if array_index is not None and fanout.PARTS_KEY in params:  # one child of a fanned-out step
+                params = fanout.part_params(params, int(array_index))
+            params.setdefault("run_id", pipes.run_id)
+            result = run_step(params, log=pipes.log)
+            report_to_pipes(pipes, result)
+    except BaseException as exc:
+        sagemaker_container.record_failure(exc)  # a SageMaker job's FailureReason names the error
+        raise
     return 0
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.storage import Storage, redact, redact_text
 from rosbag_assets.steps import report
-from rosbag_assets.steps.detector_assets import is_asset_spec, resolve_asset_weights
+from rosbag_assets.steps.asset_weights import is_asset_spec, resolve_asset_weights
 from rosbag_assets.steps.progress import Progress, topic_totals
 from rosbag_assets.steps.road_context import PLACEMENT_COLUMNS, load_road
 from rosbag_assets.steps.step import Step, step_runner

@@ -4,6 +4,8 @@ the discovery sensor leaving alone drives that are already up to date."""
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -236,3 +238,16 @@ def test_definitions_describe_and_wire_the_report() -> None:
     ):
         assert "Docs: README" in (specs[name].description or ""), name
     assert "ultralytics" in specs["object_labels"].kinds
+
+
+def test_loading_the_code_location_imports_no_remote_client_or_model_runtime() -> None:
+    """Every run worker imports the code location: the AWS/Kubernetes clients (seconds of start-up) are
+    imported only when a step runs on that target, and no model runtime is imported at all."""
+    remote = ["boto3", "botocore", "dagster_aws", "dagster_k8s", "kubernetes"]
+    runtimes = ["torch", "ultralytics", "onnxruntime"]
+    code = (
+        "import sys, rosbag_assets.defs.definitions as d; d.defs.get_repository_def(); "
+        f"print([m for m in {remote + runtimes!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr[-2000:]

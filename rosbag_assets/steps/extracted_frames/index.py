@@ -285,7 +285,7 @@ def topic_previews(
             tiles.append(preview.caption(img, f"{stamp} {row['width']}x{row['height']} {row['encoding']}"))
         sheet = preview.jpeg_bytes(preview.contact_sheet(tiles))
         key = staging.write_bytes(f"previews/{topic_slug(topic)}.jpg", sheet)
-        out[f"preview {topic}"] = report.picture(sheet, f"{drive} {topic}", key)
+        out[f"preview {topic}"] = report.picture(sheet, f"{drive} {topic}", key, storage=staging.storage)
     return out
 
 

@@ -4,6 +4,8 @@ the discovery sensor leaving alone drives that are already up to date."""
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -144,11 +146,31 @@ def test_raw_bags_timeline_picture_and_the_sensor_fingerprint_agree(
     assert png.shape[1] <= 1024
     embedded = res.metadata["timeline"]["raw_value"]
     assert embedded.startswith("![sample topics over time](data:image/png;base64,")
-    # with an http address for the output root the picture is a short link, which the UI shows in place
+    # with an http address for the output root the picture is a short link, which the UI shows in place: an
+    # inline-width copy stored beside the picture, linked to the full one
     monkeypatch.setenv(report.OUTPUT_URL_ENV, "http://127.0.0.1:8000/out/")
-    linked = report.picture(b"png", "timeline", version.key("timeline.png"), "image/png")["raw_value"]
-    assert linked == f"![timeline](http://127.0.0.1:8000/out/{version.key('timeline.png')})"
+    linked_res = run_raw_bags_step(LocalStorage(small_sample_landing / "sample"), out)
+    version, _ = publish.require_current(out, "sample/raw_bags")
+    full, small = version.key("timeline.png"), version.key("timeline.inline.png")
+    linked = linked_res.metadata["timeline"]["raw_value"]
+    assert (
+        linked
+        == f"[![sample topics over time](http://127.0.0.1:8000/out/{small})](http://127.0.0.1:8000/out/{full})"
+    )
     assert len(linked) < 1000
+    inline = cv2.imdecode(np.frombuffer(out.read_bytes(small), np.uint8), cv2.IMREAD_COLOR)
+    full_png = cv2.imdecode(np.frombuffer(out.read_bytes(full), np.uint8), cv2.IMREAD_COLOR)
+    assert inline.shape[1] == report.INLINE_WIDTH < full_png.shape[1]
+    assert abs(inline.shape[0] / inline.shape[1] - full_png.shape[0] / full_png.shape[1]) < 0.01
+    # a picture already narrow enough is linked as it is, without a copy
+    narrow = cv2.imencode(".jpg", np.zeros((50, 200, 3), np.uint8))[1].tobytes()
+    written = LocalStorage(tmp_path / "narrow")
+    value = report.picture(narrow, "n", "d/a/x.jpg", storage=written)
+    assert (
+        value["raw_value"]
+        == "[![n](http://127.0.0.1:8000/out/d/a/x.jpg)](http://127.0.0.1:8000/out/d/a/x.jpg)"
+    )
+    assert not (tmp_path / "narrow").exists() or not any((tmp_path / "narrow").rglob("*"))
     assert res.metadata["elapsed_s"]["raw_value"] == round(res.metadata["elapsed_s"]["raw_value"], 2)
     assert res.metadata["target"]["raw_value"].startswith("local on ")
 
@@ -216,3 +238,16 @@ def test_definitions_describe_and_wire_the_report() -> None:
     ):
         assert "Docs: README" in (specs[name].description or ""), name
     assert "ultralytics" in specs["object_labels"].kinds
+
+
+def test_loading_the_code_location_imports_no_remote_client_or_model_runtime() -> None:
+    """Every run worker imports the code location: the AWS/Kubernetes clients (seconds of start-up) are
+    imported only when a step runs on that target, and no model runtime is imported at all."""
+    remote = ["boto3", "botocore", "dagster_aws", "dagster_k8s", "kubernetes"]
+    runtimes = ["torch", "ultralytics", "onnxruntime"]
+    code = (
+        "import sys, rosbag_assets.defs.definitions as d; d.defs.get_repository_def(); "
+        f"print([m for m in {remote + runtimes!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr[-2000:]

@@ -6,12 +6,13 @@ this client down (client-side rate limiting) while the service keeps throttling 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import boto3
-import botocore.exceptions
-from botocore.config import Config
+if TYPE_CHECKING:
+    from botocore.config import Config
 
+# boto3/botocore are imported by the functions: the targets' settings import this module for `RetryMode`,
+# and a code location that runs everything locally should not pay for importing boto3.
 RetryMode = Literal["standard", "adaptive"]
 
 # Error codes worth another try once botocore's own retries are used up (the service is busy, not wrong).
@@ -31,6 +32,8 @@ TRANSIENT_CODES = frozenset(
 
 
 def retry_config(mode: RetryMode = "adaptive", max_attempts: int = 10) -> Config:
+    from botocore.config import Config
+
     return Config(retries={"mode": mode, "max_attempts": max_attempts})
 
 
@@ -43,6 +46,8 @@ def aws_client(
     max_attempts: int = 10,
 ) -> Any:
     """A boto3 client whose calls retry throttling and transient errors (botocore's retry modes)."""
+    import boto3
+
     return boto3.client(
         service,
         region_name=region,
@@ -53,6 +58,8 @@ def aws_client(
 
 def is_transient(exc: BaseException) -> bool:
     """Throttling, a 5xx or a network error: polling may try again later; anything else is final."""
+    import botocore.exceptions
+
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0

@@ -8,21 +8,20 @@ Each step runs ``python -m rosbag_assets.steps.entrypoint`` in a container of th
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
-from dagster._core.pipes.utils import PipesEnvContextInjector
-from dagster_aws.pipes import PipesS3ContextInjector
 from pydantic import Field
 
-from rosbag_assets.compute.attach import ResumableS3MessageReader, environment, pipes_extras
 from rosbag_assets.compute.aws import RetryMode, aws_client
-from rosbag_assets.compute.batch_client import TAIL_LINES, PipesBatchClient, job_name, retry_strategy
-from rosbag_assets.compute.cloudwatch import PipesBatchLogsMessageReader
 from rosbag_assets.compute.target import ENTRY_POINT, ComputeTarget, RunOutput
-from rosbag_assets.defs.resources import ContextLog, result_to_dagster
-from rosbag_assets.steps.entrypoint import run_step
-from rosbag_assets.steps.fanout import FanOut, array_extras, plan_fanout, plan_from_extras
+
+if TYPE_CHECKING:
+    from rosbag_assets.compute.batch_client import PipesBatchClient
+    from rosbag_assets.steps.fanout import FanOut
+
+# The Pipes client, dagster-aws and boto3 are imported when a step runs on Batch, not when the code location
+# loads: a deployment that only runs locally never pays their start-up (seconds).
 
 PIPES_BUCKET_ENV = "ROSBAG_ASSETS_PIPES_BUCKET"
 
@@ -69,6 +68,13 @@ class BatchCompute(ComputeTarget):
 
     def pipes_client(self, *, array: bool = False) -> PipesBatchClient:
         """The Pipes client: S3 context/messages for plain jobs with a bucket, else env + CloudWatch."""
+        from dagster._core.pipes.utils import PipesEnvContextInjector
+        from dagster_aws.pipes import PipesS3ContextInjector
+
+        from rosbag_assets.compute.attach import ResumableS3MessageReader
+        from rosbag_assets.compute.batch_client import TAIL_LINES, PipesBatchClient
+        from rosbag_assets.compute.cloudwatch import PipesBatchLogsMessageReader
+
         logs = self.boto_client("logs")
         if self.uses_s3_pipes(array):
             s3 = self.boto_client("s3")
@@ -98,6 +104,8 @@ class BatchCompute(ComputeTarget):
 
         The name is the same for every attempt of the step, so a retry can find a job left running.
         """
+        from rosbag_assets.compute.batch_client import job_name, retry_strategy
+
         partition = context.partition_key if context.has_partition_key else ""
         env = dict(self.environment)
         if self.uses_s3_pipes(array):
@@ -116,6 +124,8 @@ class BatchCompute(ComputeTarget):
         }
 
     def run_step(self, context: dg.AssetExecutionContext, asset: str, params: dict[str, Any]) -> RunOutput:
+        from rosbag_assets.steps.fanout import plan_fanout
+
         plan = plan_fanout(params) if self.fan_out else None
         if plan is None:
             return self._run_plain(context, asset, params)
@@ -130,6 +140,10 @@ class BatchCompute(ComputeTarget):
         return invocation.get_results()
 
     def _run_fanout(self, context: dg.AssetExecutionContext, asset: str, plan: FanOut) -> RunOutput:
+        from rosbag_assets.defs.resources import ContextLog, result_to_dagster
+        from rosbag_assets.steps.entrypoint import run_step
+        from rosbag_assets.steps.fanout import array_extras
+
         client = self.pipes_client(array=True)
         submit = self.submit_params(context, asset, "parts", array=True)
         live = client.find_live_job(context, submit)
@@ -156,5 +170,8 @@ class BatchCompute(ComputeTarget):
     @staticmethod
     def _plan_of(job: dict[str, Any]) -> FanOut | None:
         """The plan a live array job was started with (in its inline Pipes context), if any."""
+        from rosbag_assets.compute.attach import environment, pipes_extras
+        from rosbag_assets.steps.fanout import plan_from_extras
+
         extras = pipes_extras(environment((job.get("container") or {}).get("environment")))
         return plan_from_extras(extras) if extras else None

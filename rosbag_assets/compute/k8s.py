@@ -12,50 +12,22 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import kubernetes
-from dagster._core.pipes.client import PipesClientCompletedInvocation
-from dagster._core.pipes.utils import open_pipes_session
-from dagster_k8s import PipesK8sClient
-from dagster_k8s.client import DagsterK8sError, DagsterKubernetesClient, WaitForPodState
-from dagster_k8s.utils import detect_current_namespace
 from pydantic import Field
 
 from rosbag_assets.compute.errors import PodFailed
 from rosbag_assets.compute.target import ENTRY_POINT, ComputeTarget, RunOutput
 
+if TYPE_CHECKING:
+    from dagster_k8s.client import DagsterK8sError
+
+    from rosbag_assets.compute.k8s_client import AttachingPipesK8sClient
+
 CONTAINER_NAME = "dagster-pipes-execution"
 LABEL = "rosbag-assets.io"
 LIVE_PHASES = ("Pending", "Running")
-
-
-class AttachingPipesK8sClient(PipesK8sClient):
-    """`PipesK8sClient` that can also follow a pod an earlier attempt created (`attach`)."""
-
-    def attach(
-        self, *, context: Any, pod_name: str, namespace: str, extras: dict[str, Any] | None = None
-    ) -> PipesClientCompletedInvocation:
-        """Read `pod_name`'s log from its start (Pipes messages included) and wait for it to terminate."""
-        self._load_k8s_config()
-        client = DagsterKubernetesClient.production_client()
-        with (
-            open_pipes_session(
-                context=context,
-                extras=extras,
-                context_injector=self.context_injector,
-                message_reader=self.message_reader,
-            ) as session,
-            self.consume_pod_logs(context=context, client=client, namespace=namespace, pod_name=pod_name),
-        ):
-            client.wait_for_pod(
-                pod_name,
-                namespace,
-                wait_for_state=WaitForPodState.Terminated,
-                wait_time_between_attempts=self.poll_interval,
-            )
-        return PipesClientCompletedInvocation(session)
 
 
 def _label(value: str) -> str:
@@ -119,6 +91,8 @@ class K8sCompute(ComputeTarget):
         return spec
 
     def pipes_client(self) -> AttachingPipesK8sClient:
+        from rosbag_assets.compute.k8s_client import AttachingPipesK8sClient  # dagster-k8s: only when used
+
         return AttachingPipesK8sClient(
             load_incluster_config=self.load_incluster_config,
             kubeconfig_file=self.kubeconfig_file,
@@ -138,6 +112,10 @@ class K8sCompute(ComputeTarget):
 
     def run_step(self, context: dg.AssetExecutionContext, asset: str, params: dict[str, Any]) -> RunOutput:
         """Run ``params`` in a pod; same contract as ``LocalCompute.run``."""
+        import kubernetes
+        from dagster_k8s.client import DagsterK8sError
+        from dagster_k8s.utils import detect_current_namespace
+
         client = self.pipes_client()
         client._load_k8s_config()
         core = kubernetes.client.CoreV1Api()
@@ -179,6 +157,8 @@ class K8sCompute(ComputeTarget):
         return list(core.list_namespaced_pod(namespace, label_selector=selector).items)
 
     def _live_pod(self, core: Any, namespace: str, identity: dict[str, str]) -> str | None:
+        import kubernetes
+
         try:
             pods = self._pods(core, namespace, identity)
         except kubernetes.client.ApiException:
@@ -192,6 +172,8 @@ class K8sCompute(ComputeTarget):
 
     def _failure(self, core: Any, namespace: str, labels: dict[str, str], exc: DagsterK8sError) -> PodFailed:
         """`PodFailed` with the container's exit code, reason and last log lines (from the API, not the text)."""
+        import kubernetes
+
         try:
             pods = self._pods(core, namespace, labels)
         except kubernetes.client.ApiException:

@@ -17,14 +17,12 @@ How many jobs run at once is bounded by the asset's Dagster concurrency pool (``
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 from pydantic import Field, model_validator
 
-from rosbag_assets.compute.attach import identity_tags
 from rosbag_assets.compute.aws import RetryMode, aws_client
-from rosbag_assets.compute.sagemaker_client import PipesSageMakerClient, sagemaker_job_name
 from rosbag_assets.compute.sagemaker_tuning import (
     DEFAULT_METRICS,
     TUNED_MODEL_OPTION,
@@ -34,6 +32,9 @@ from rosbag_assets.compute.sagemaker_tuning import (
     tuning_job_name,
 )
 from rosbag_assets.compute.target import ENTRY_POINT, ComputeTarget, RunOutput
+
+if TYPE_CHECKING:  # the Pipes client (dagster-aws, botocore) is imported when a job is started
+    from rosbag_assets.compute.sagemaker_client import PipesSageMakerClient
 
 PARAMS_DIR = "/opt/ml/processing/input/params"
 SCRATCH_DIR = "/opt/ml/processing/output"
@@ -114,6 +115,8 @@ class SageMakerCompute(ComputeTarget):
         return self._client("s3", self.s3_endpoint_url)
 
     def pipes_client(self) -> PipesSageMakerClient:
+        from rosbag_assets.compute.sagemaker_client import PipesSageMakerClient
+
         return PipesSageMakerClient(
             self.sagemaker_client(),
             bucket=self.pipes_bucket,
@@ -270,6 +273,8 @@ class SageMakerCompute(ComputeTarget):
         for key in ("output", "source"):
             if key in params and not str(params[key]).startswith("s3://"):
                 raise ValueError(f"SageMaker jobs need S3 storage; {key}={params[key]!r} is not s3://")
+        from rosbag_assets.compute.sagemaker_client import sagemaker_job_name
+
         partition = context.partition_key if context.has_partition_key else None
         name = sagemaker_job_name(context.run_id, asset, partition, context.retry_number)
         client = self.pipes_client()
@@ -311,6 +316,8 @@ class SageMakerCompute(ComputeTarget):
         trial = self.training_job_params(
             asset, name, params_uri, job_uri, channels=channels, model_uri=model_uri
         )
+        from rosbag_assets.compute.attach import identity_tags
+
         tags = {"rosbag_assets/asset": asset, **self.tags, **identity_tags(context)}
         found = client.tune(
             context, self.tuning.request(name, training_definition(trial), tags), names[-2::-1]

@@ -230,7 +230,9 @@ def run_anonymized_frames(step: Step[AnonymizedFramesOptions]) -> report.StepRes
         "index": report.uri_value(staging.uri("index.parquet")),
         "regions_uri": report.uri_value(staging.uri("regions.parquet")),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
-        "preview": report.picture(sheet, f"{drive} anonymized frames", staging.key("preview.jpg")),
+        "preview": report.picture(
+            sheet, f"{drive} anonymized frames", staging.key("preview.jpg"), storage=staging.storage
+        ),
         "frames_version": report.text(version.version),
         "object_labels_version": report.text(labels_version.version),
         "options": report.json_value(opts.model_dump()),

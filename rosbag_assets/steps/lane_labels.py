@@ -137,7 +137,9 @@ def run_lane_labels(step: Step[LaneLabelsOptions]) -> report.StepResult:
             float(sum(r["drivable_fraction"] for r in road_rows) / len(road_rows)) if road_rows else 0.0
         ),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
-        "preview": report.picture(sheet, f"{drive} lanes and drivable area", staging.key("preview.jpg")),
+        "preview": report.picture(
+            sheet, f"{drive} lanes and drivable area", staging.key("preview.jpg"), storage=staging.storage
+        ),
         "frames_version": report.text(version.version),
     }
     metadata.update(report.publication(staging.uri(), rejected))

@@ -201,7 +201,9 @@ def run_object_labels(step: Step[ObjectLabelsOptions], s3_client: Any = None) ->
         "elapsed_s": step.elapsed(),
         "labels_uri": report.uri_value(staging.uri("labels.parquet")),
         "preview_uri": report.uri_value(staging.uri("preview.jpg")),
-        "preview": report.picture(sheet, f"{drive} object labels", staging.key("preview.jpg")),
+        "preview": report.picture(
+            sheet, f"{drive} object labels", staging.key("preview.jpg"), storage=staging.storage
+        ),
         "frames_version": report.text(version.version),
         "placed_on_road": report.text(
             f"by {road.model}: {int(labels['in_ego_lane'].eq(True).sum())} boxes in the ego lane"

@@ -236,7 +236,7 @@ def run_raw_bags(step: Step, source: Storage) -> report.StepResult:
         "inventory": report.uri_value(uri),
         "drive_fingerprint": report.text(fingerprint),
         "timeline": report.picture(
-            timeline, f"{drive} topics over time", staging.key("timeline.png"), "image/png"
+            timeline, f"{drive} topics over time", staging.key("timeline.png"), "image/png", staging.storage
         ),
         "bag_table": report.table(
             bag_table,

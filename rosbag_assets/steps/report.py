@@ -71,17 +71,67 @@ def output_url(key: str) -> str | None:
     return f"{base.rstrip('/')}/{quote(key)}" if base else None
 
 
-def picture(data: bytes, alt: str, key: str | None = None, mime: str = "image/jpeg") -> MetadataValue:
+# The Value column of an asset's metadata table in the Dagster UI is about 415 px wide in a 1440 px window
+# (330 px at 1280, 750 px at 1920); the UI cannot scale a markdown picture, so a wider one is cut at the
+# column's edge and must be scrolled sideways. Pictures shown inline are copies this wide, linked to the original.
+INLINE_WIDTH = 400
+
+
+class Writer(Protocol):
+    def write_bytes(self, key: str, data: bytes) -> Any: ...
+
+
+def inline_key(key: str) -> str:
+    """Where the inline-width copy of the picture at `key` is stored: beside it, ``<name>.inline.<ext>``."""
+    stem, dot, ext = key.rpartition(".")
+    return f"{stem}.inline.{ext}" if dot and "/" not in ext else f"{key}.inline"
+
+
+def fit_width(data: bytes, width: int = INLINE_WIDTH, mime: str = "image/jpeg") -> bytes:
+    """`data` scaled down (area-averaged, keeping its aspect and format) to at most `width` pixels wide;
+    unchanged when it is already narrow enough."""
+    import cv2
+    import numpy as np
+
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"picture ({mime}, {len(data)} bytes) could not be decoded")
+    if img.shape[1] <= width:
+        return data
+    height = max(1, round(img.shape[0] * width / img.shape[1]))
+    small = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+    png = mime == "image/png"
+    ok, buf = cv2.imencode(".png" if png else ".jpg", small, [] if png else [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise ValueError(f"picture ({mime}) could not be encoded at {width} px")
+    return buf.tobytes()
+
+
+def picture(
+    data: bytes,
+    alt: str,
+    key: str | None = None,
+    mime: str = "image/jpeg",
+    storage: Writer | None = None,
+) -> MetadataValue:
     """A picture in the asset's metadata.
 
     The Dagster UI renders a markdown value in place only when it is shorter than 1,000 characters, and
     behind a "[Show Markdown]" button otherwise. So when the stored file (`key`, relative to the output
-    root) has an http(s) address (`output_url`), the value is a short link to it and shows inline; without
-    one the picture is embedded as a data URI and opens from that button.
+    root) has an http(s) address (`output_url`), the value is a short link and shows inline: a copy at most
+    INLINE_WIDTH px wide (written beside the file through `storage`), which opens the full picture when
+    clicked. Without an address the full picture is embedded as a data URI and opens from that button (a
+    dialog up to 80% of the window wide).
     """
     url = output_url(key) if key else None
-    if url:
-        return md(f"![{alt}]({url})")
+    if url and key:
+        shown = url
+        if storage is not None:
+            small = fit_width(data, INLINE_WIDTH, mime)
+            if small is not data:
+                storage.write_bytes(inline_key(key), small)
+                shown = output_url(inline_key(key)) or url
+        return md(f"[![{alt}]({shown})]({url})")
     return md(f"![{alt}](data:{mime};base64,{base64.b64encode(data).decode()})")
 
 

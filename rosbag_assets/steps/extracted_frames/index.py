@@ -288,7 +288,7 @@ def topic_previews(
             log.warning(f"preview of {topic}: {problem}")
         sheet = preview.jpeg_bytes(preview.contact_sheet([r for r in results if not isinstance(r, str)]))
         key = staging.write_bytes(f"previews/{topic_slug(topic)}.jpg", sheet)
-        out[f"preview {topic}"] = report.picture(sheet, f"{drive} {topic}", key)
+        out[f"preview {topic}"] = report.picture(sheet, f"{drive} {topic}", key, storage=staging.storage)
     return out
 
 

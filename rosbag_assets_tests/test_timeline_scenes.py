@@ -481,7 +481,16 @@ def test_timeline_checks_catch_a_broken_grid_and_clocks_that_never_meet(drive: d
     (speed,) = [
         c for c in timeline_checks(apart.table, apart.sources, 100_000_000) if c.name.startswith("sp")
     ]
-    assert not speed.passed and "never share a grid step" in speed.description
+    assert not speed.passed and speed.severity == "ERROR" and "clocks do not match" in speed.description
+    # the same clock, but odometry dies before the camera starts: a gap, not a clock error, so it warns
+    early = drive["topics"]["/odom"]
+    early = early[early["header_stamp_ns"] < EPOCH + S // 2]
+    late_frames = args | {"frames": drive["frames"][drive["frames"]["stamp_ns"] >= EPOCH + 3 * S]}
+    gap = build_timeline("synth", {**drive["topics"], "/odom": early}, **late_frames)
+    (speed,) = [c for c in timeline_checks(gap.table, gap.sources, 100_000_000) if c.name.startswith("sp")]
+    assert (
+        not speed.passed and speed.severity == "WARN" and "missing at every camera frame" in speed.description
+    )
     # no speed topic at all: explicitly absent, which passes
     imu_only = build_timeline("synth", {"/imu/data": drive["topics"]["/imu/data"]}, **args)
     (speed,) = [

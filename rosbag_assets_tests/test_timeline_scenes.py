@@ -422,11 +422,17 @@ def test_launchpad_configs_are_the_step_options_including_signal_rules() -> None
     """One model per step: what the Launchpad offers (per-signal rules too) is what the step accepts."""
     import dagster as dg
 
+    from rosbag_assets.defs.catalog import CatalogConfig
     from rosbag_assets.defs.topics import DriveTimelineConfig, ScenesConfig, SignalRuleConfig
+    from rosbag_assets.steps.catalog.run import CatalogOptions
     from rosbag_assets.steps.drive_timeline.options import DEFAULT_RULES
     from rosbag_assets.steps.scenes import ScenesOptions
 
-    for config, options in [(DriveTimelineConfig, DriveTimelineOptions), (ScenesConfig, ScenesOptions)]:
+    for config, options in [
+        (DriveTimelineConfig, DriveTimelineOptions),
+        (ScenesConfig, ScenesOptions),
+        (CatalogConfig, CatalogOptions),
+    ]:
         assert issubclass(config, options)
         schema = config.to_config_schema().as_field().config_type.fields
         assert set(schema) == set(options.model_fields), config

@@ -422,11 +422,17 @@ def test_launchpad_configs_are_the_step_options_including_signal_rules() -> None
     """One model per step: what the Launchpad offers (per-signal rules too) is what the step accepts."""
     import dagster as dg
 
+    from rosbag_assets.defs.catalog import CatalogConfig
     from rosbag_assets.defs.topics import DriveTimelineConfig, ScenesConfig, SignalRuleConfig
+    from rosbag_assets.steps.catalog.run import CatalogOptions
     from rosbag_assets.steps.drive_timeline.options import DEFAULT_RULES
     from rosbag_assets.steps.scenes import ScenesOptions
 
-    for config, options in [(DriveTimelineConfig, DriveTimelineOptions), (ScenesConfig, ScenesOptions)]:
+    for config, options in [
+        (DriveTimelineConfig, DriveTimelineOptions),
+        (ScenesConfig, ScenesOptions),
+        (CatalogConfig, CatalogOptions),
+    ]:
         assert issubclass(config, options)
         schema = config.to_config_schema().as_field().config_type.fields
         assert set(schema) == set(options.model_fields), config
@@ -481,7 +487,16 @@ def test_timeline_checks_catch_a_broken_grid_and_clocks_that_never_meet(drive: d
     (speed,) = [
         c for c in timeline_checks(apart.table, apart.sources, 100_000_000) if c.name.startswith("sp")
     ]
-    assert not speed.passed and "never share a grid step" in speed.description
+    assert not speed.passed and speed.severity == "ERROR" and "clocks do not match" in speed.description
+    # the same clock, but odometry dies before the camera starts: a gap, not a clock error, so it warns
+    early = drive["topics"]["/odom"]
+    early = early[early["header_stamp_ns"] < EPOCH + S // 2]
+    late_frames = args | {"frames": drive["frames"][drive["frames"]["stamp_ns"] >= EPOCH + 3 * S]}
+    gap = build_timeline("synth", {**drive["topics"], "/odom": early}, **late_frames)
+    (speed,) = [c for c in timeline_checks(gap.table, gap.sources, 100_000_000) if c.name.startswith("sp")]
+    assert (
+        not speed.passed and speed.severity == "WARN" and "missing at every camera frame" in speed.description
+    )
     # no speed topic at all: explicitly absent, which passes
     imu_only = build_timeline("synth", {"/imu/data": drive["topics"]["/imu/data"]}, **args)
     (speed,) = [

@@ -78,7 +78,8 @@ def topic_tables(
         check(
             "speed_meets_frames",
             "drive_timeline",
-            "A chosen speed source has values where camera frames are (or the drive has no speed source)",
+            "A chosen speed source has values where camera frames are, or the drive has none (blocks when "
+            "speed and frames lie on two clocks; warns when speed is only missing at the frames)",
         ),
     ],
     **described(

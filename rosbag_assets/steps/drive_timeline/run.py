@@ -2,9 +2,10 @@
 
 Reads the committed `topic_tables` (speed, IMU, GPS topics), `object_labels`, `lane_labels` and the
 `extracted_frames` index of a drive, builds the grid (`build_timeline`) and publishes
-``<drive>/drive_timeline/versions/<id>/timeline.parquet`` with a picture of its signals. Two blocking
-checks gate publication: a grid that is not one regular step, and a speed source that never lands on a
-camera frame (two clocks that do not overlap) would make every scene and search over the drive wrong.
+``<drive>/drive_timeline/versions/<id>/timeline.parquet`` with a picture of its signals. Two checks gate
+publication: a grid that is not one regular step, and a speed source whose samples lie in another time range
+than the camera frames (two clocks) would make every scene and search over the drive wrong. Speed that is
+merely missing wherever there are frames (a source that died) only warns.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rosbag_assets.io import publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
 from rosbag_assets.steps.drive_timeline.grid import build_timeline
-from rosbag_assets.steps.drive_timeline.options import SIGNALS, DriveTimelineOptions
+from rosbag_assets.steps.drive_timeline.options import IMU_COLUMNS, SIGNALS, DriveTimelineOptions
 from rosbag_assets.steps.topic_tables.run import read_topic_tables
 from rosbag_assets.vision import preview
 from rosbag_assets.vision.signal_plot import draw_signals
@@ -100,7 +101,8 @@ def timeline_checks(
     table: pd.DataFrame, sources: dict[str, str | None], grid_ns: int
 ) -> list[report.CheckOutcome]:
     """`grid_is_regular`: one row per grid step, in time order; `speed_meets_frames`: a chosen speed source
-    has values on the grid where camera frames are (or the drive explicitly has no speed source)."""
+    has values on the grid where camera frames are (or the drive explicitly has no speed source); it blocks
+    when speed and frames lie in separate time ranges, and warns when they overlap but never coincide."""
     t = table["t_ns"].to_numpy(np.int64)
     steps = np.diff(t)
     bad_steps = int((steps != grid_ns).sum())
@@ -108,18 +110,25 @@ def timeline_checks(
     speed = table["speed_mps"].notna().to_numpy()
     frames = table["frame_key"].notna().to_numpy()
     both = int((speed & frames).sum())
+    severity = "ERROR"
     if speed_source is None:
         passed, why = True, "the drive has no odometry, twist or GPS topic: speed is NULL throughout"
     elif not speed.any():
         passed, why = False, f"speed source {speed_source} gave no value on the grid"
     elif frames.any() and both == 0:
-        passed, why = (
-            False,
-            (
-                f"speed from {speed_source} and the camera frames never share a grid step: their clocks "
-                "do not overlap (try time_base: log)"
-            ),
-        )
+        passed = False
+        s_idx, f_idx = np.flatnonzero(speed), np.flatnonzero(frames)
+        lo, hi = sorted([(s_idx[0], s_idx[-1]), (f_idx[0], f_idx[-1])])
+        between = table.iloc[lo[1] + 1 : hi[0]]
+        recorded = between[["speed_mps", *IMU_COLUMNS, "lat", "frame_key"]].notna().to_numpy().any()
+        if lo[1] < hi[0] and not recorded:  # two clocks: nothing at all between them; scenes would be wrong
+            why = (
+                f"speed from {speed_source} and the camera frames lie in separate time ranges with nothing "
+                "recorded between them: their clocks do not match (try time_base: log)"
+            )
+        else:  # the same clock, but speed is missing wherever there are frames (a dead source): warn
+            severity = "WARN"
+            why = f"speed from {speed_source} is missing at every camera frame (gaps longer than its rule)"
     else:
         passed, why = True, f"speed from {speed_source} on {int(speed.sum())} of {len(table)} steps"
     return [
@@ -137,6 +146,7 @@ def timeline_checks(
             "speed_meets_frames",
             passed=passed,
             description=why,
+            severity=severity,
             metadata={
                 "speed_source": report.text(speed_source or "absent"),
                 "steps_with_speed": report.integer(int(speed.sum())),

@@ -5,20 +5,17 @@ import copy
 
 import dagster as dg
 
-from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.drives import extracted_frames, raw_bags
 from rosbag_assets.defs.labels import lane_labels, object_labels
-from rosbag_assets.defs.partitions import drives
-from rosbag_assets.defs.policies import DRIVES_GROUP, RETRY, check, described, run_step
-from rosbag_assets.defs.resources import DriveStorage
+from rosbag_assets.defs.policies import check, launchpad_config, step_asset
 from rosbag_assets.steps.drive_timeline.options import DriveTimelineOptions, SignalRule
 from rosbag_assets.steps.foxglove import FoxgloveOptions
 from rosbag_assets.steps.scenes import ScenesOptions
 from rosbag_assets.steps.topic_tables import TopicTablesOptions
 
-
-class TopicTablesConfig(dg.Config, TopicTablesOptions):
-    """Launchpad config of `topic_tables`: exactly the step's options model."""
+TopicTablesConfig = launchpad_config(TopicTablesOptions)
+ScenesConfig = launchpad_config(ScenesOptions)
+FoxgloveConfig = launchpad_config(FoxgloveOptions)
 
 
 class SignalRuleConfig(dg.Config, SignalRule):
@@ -33,47 +30,28 @@ class DriveTimelineConfig(dg.Config, DriveTimelineOptions):
     rules: dict[str, SignalRuleConfig] = copy.copy(DriveTimelineOptions.model_fields["rules"])
 
 
-class ScenesConfig(dg.Config, ScenesOptions):
-    """Launchpad config of `scenes`: exactly the step's options model."""
-
-
-class FoxgloveConfig(dg.Config, FoxgloveOptions):
-    """Launchpad config of `foxglove`: exactly the step's options model."""
-
-
-@dg.asset(
-    partitions_def=drives,
-    group_name=DRIVES_GROUP,
+topic_tables = step_asset(
+    "topic_tables",
+    "Every non-image topic of the drive's bags as Parquet, one folder per topic with one file per bag "
+    "(`<drive>/topic_tables/versions/<id>/topics/<topic>/<bag>.parquet`), plus `tables.parquet` "
+    "(rows, skipped messages and bytes per topic and bag).",
+    config=TopicTablesConfig,
     kinds={"parquet"},
-    deps=[raw_bags],
-    retry_policy=RETRY,
-    check_specs=[
+    deps=(raw_bags,),
+    checks=(
         check("all_bags_read", "topic_tables", "Every readable bag was read to its end", blocking=False),
         check("no_skipped_messages", "topic_tables", "Every message became a row", blocking=False),
-    ],
-    **described(
-        "Every non-image topic of the drive's bags as Parquet, one folder per topic with one file per bag "
-        "(`<drive>/topic_tables/versions/<id>/topics/<topic>/<bag>.parquet`), plus `tables.parquet` "
-        "(rows, skipped messages and bytes per topic and bag).",
-        "Asset configuration (Launchpad / run config)",
     ),
 )
-def topic_tables(
-    context: dg.AssetExecutionContext,
-    config: TopicTablesConfig,
-    storage: DriveStorage,
-    compute: ComputeTargets,
-):
-    return run_step(context, storage, compute, config)
 
-
-@dg.asset(
-    partitions_def=drives,
-    group_name=DRIVES_GROUP,
+drive_timeline = step_asset(
+    "drive_timeline",
+    "The drive's speed, IMU, GPS and per-frame object/lane summaries on one fixed time grid "
+    "(`timeline.parquet`, default 100 ms); missing signals are NULL, never extrapolated.",
+    config=DriveTimelineConfig,
     kinds={"parquet"},
-    deps=[topic_tables, extracted_frames, object_labels, lane_labels],
-    retry_policy=RETRY,
-    check_specs=[
+    deps=(topic_tables, extracted_frames, object_labels, lane_labels),
+    checks=(
         check("grid_is_regular", "drive_timeline", "One row per grid step, in time order"),
         check(
             "speed_meets_frames",
@@ -81,59 +59,23 @@ def topic_tables(
             "A chosen speed source has values where camera frames are, or the drive has none (blocks when "
             "speed and frames lie on two clocks; warns when speed is only missing at the frames)",
         ),
-    ],
-    **described(
-        "The drive's speed, IMU, GPS and per-frame object/lane summaries on one fixed time grid "
-        "(`timeline.parquet`, default 100 ms); missing signals are NULL, never extrapolated.",
-        "Asset configuration (Launchpad / run config)",
     ),
 )
-def drive_timeline(
-    context: dg.AssetExecutionContext,
-    config: DriveTimelineConfig,
-    storage: DriveStorage,
-    compute: ComputeTargets,
-):
-    return run_step(context, storage, compute, config)
 
-
-@dg.asset(
-    partitions_def=drives,
-    group_name=DRIVES_GROUP,
+scenes = step_asset(
+    "scenes",
+    "Time ranges where a scene rule (a DuckDB SQL expression over the timeline; shipped defaults plus "
+    "`rules_file`) holds: `scenes.parquet` with rule, start/end and the frame keys inside.",
+    config=ScenesConfig,
     kinds={"duckdb", "parquet"},
-    deps=[drive_timeline],
-    retry_policy=RETRY,
-    **described(
-        "Time ranges where a scene rule (a DuckDB SQL expression over the timeline; shipped defaults plus "
-        "`rules_file`) holds: `scenes.parquet` with rule, start/end and the frame keys inside.",
-        "Asset configuration (Launchpad / run config)",
-    ),
+    deps=(drive_timeline,),
 )
-def scenes(
-    context: dg.AssetExecutionContext,
-    config: ScenesConfig,
-    storage: DriveStorage,
-    compute: ComputeTargets,
-):
-    return run_step(context, storage, compute, config)
 
-
-@dg.asset(
-    partitions_def=drives,
-    group_name=DRIVES_GROUP,
+foxglove = step_asset(
+    "foxglove",
+    "The drive as one MCAP for Foxglove (`<drive>/foxglove/versions/<id>/drive.mcap`): camera frames "
+    "with box and lane annotations, scenes as events and log lines, the timeline for Plot panels.",
+    config=FoxgloveConfig,
     kinds={"mcap"},
-    deps=[extracted_frames, object_labels, lane_labels, scenes, drive_timeline],
-    retry_policy=RETRY,
-    **described(
-        "The drive as one MCAP for Foxglove (`<drive>/foxglove/versions/<id>/drive.mcap`): camera frames "
-        "with box and lane annotations, scenes as events and log lines, the timeline for Plot panels.",
-        "Asset configuration (Launchpad / run config)",
-    ),
+    deps=(extracted_frames, object_labels, lane_labels, scenes, drive_timeline),
 )
-def foxglove(
-    context: dg.AssetExecutionContext,
-    config: FoxgloveConfig,
-    storage: DriveStorage,
-    compute: ComputeTargets,
-):
-    return run_step(context, storage, compute, config)

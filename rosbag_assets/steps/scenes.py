@@ -9,10 +9,8 @@ and a true/false result. `run_scenes` is the step: the published timeline in, ``
 from __future__ import annotations
 
 import json
-import time
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import numpy as np
@@ -20,11 +18,10 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rosbag_assets.io import publish
-from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.io.tables import Table, read_table
 from rosbag_assets.steps import report
 from rosbag_assets.steps.sql import column_refs
+from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.vision import preview
 from rosbag_assets.vision.signal_plot import draw_signals
 
@@ -178,24 +175,16 @@ def _merge(runs: list[tuple[int, int]], gap_s: float) -> list[tuple[int, int]]:
     return merged
 
 
-def run_scenes(
-    *,
-    drive: str,
-    output: Storage,
-    options: dict[str, Any] | None = None,
-    run_id: str | None = None,
-    log: report.StepLog | None = None,
-) -> report.StepResult:
+@step_runner(ScenesOptions)
+def run_scenes(step: Step[ScenesOptions]) -> report.StepResult:
     """Find the ranges where each scene rule holds over the drive timeline; publish ``scenes.parquet``."""
-    log = log or report.default_log()
-    opts = ScenesOptions.model_validate(dict(options or {}))
-    t0 = time.perf_counter()
-    tl_version, tl_manifest = publish.require_current(output, join_key(drive, "drive_timeline"))
+    drive, opts, log = step.drive, step.options, step.log
+    tl_version, tl_manifest = step.current("drive_timeline")
     timeline = tl_version.read_parquet("timeline.parquet")
     rules = load_rules(*([opts.rules_file] if opts.rules_file else []), defaults=opts.defaults)
     grid_ns = round(float(tl_manifest.get("grid_ms", 100.0)) * 1e6)
     scenes = find_scenes(timeline, rules, grid_ns=grid_ns)
-    staging = publish.begin(output, join_key(drive, "scenes"), run_id)
+    staging = step.begin("scenes")
     staging.write_parquet("scenes.parquet", scenes)
     bands = {
         name: list(zip(part["start_ns"], part["end_ns"], strict=True))
@@ -234,7 +223,7 @@ def run_scenes(
             picture, f"{drive} scenes per rule", staging.key("scenes.png"), mime="image/png"
         ),
         "drive_timeline_version": report.text(tl_version.version),
-        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
+        "elapsed_s": step.elapsed(),
     }
     metadata.update(report.publication(uri, []))
     return report.StepResult(metadata=metadata)

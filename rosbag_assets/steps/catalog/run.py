@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shlex
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from rosbag_assets.steps.catalog.schema import (
     existing_tables,
     table_columns,
 )
+from rosbag_assets.steps.step import Step, step_runner
 
 DB_KEY = join_key(EXPORT_PREFIX, "catalog.duckdb")
 LEGACY_STATE_KEY = join_key(EXPORT_PREFIX, "state.json")  # versions lived here before the drives table
@@ -114,23 +114,16 @@ def catalog_versions(db_path: Path) -> dict[str, dict[str, str]]:
     return {r[0]: {a: v for a, v in zip(have, r[1:], strict=True) if v is not None} for r in rows}
 
 
+@step_runner(CatalogOptions)
 def run_catalog(
-    *,
-    output: Storage,
-    options: dict[str, Any] | None = None,
-    run_id: str | None = None,
-    log: report.StepLog | None = None,
-    endpoint_url: str | None = None,
-    drives: list[str] | None = None,
+    step: Step[CatalogOptions], endpoint_url: str | None = None, drives: list[str] | None = None
 ) -> report.StepResult:
     """Bring ``<output>/catalog/catalog.duckdb`` up to date with every drive's current versions.
 
     `drives`: the drives that exist (Dagster's `drives` partitions); a drive with outputs but not listed is
     removed from the catalog. None: every drive with a committed `raw_bags` belongs in it.
     """
-    log = log or report.default_log()
-    opts = CatalogOptions.model_validate(dict(options or {}))
-    t0 = time.perf_counter()
+    output, opts, log = step.output, step.options, step.log
     local_db = output.local_path(DB_KEY)
     export = output if opts.export_parquet else None
     failed: dict[str, str] = {}
@@ -182,7 +175,7 @@ def run_catalog(
         "drives": drives_table(output, summary, [*changed, *gone], exported=export is not None),
         "db": report.uri_value(output.uri(DB_KEY)),
         "search_example": report.md(f"```\n{search_command(output, local_db)}\n```"),
-        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
+        "elapsed_s": step.elapsed(),
     }
     if failed:
         metadata["not_loaded"] = report.json_value(failed)

@@ -10,38 +10,26 @@ merely missing wherever there are frames (a source that died) only warns.
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-from rosbag_assets.io import publish
-from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
 from rosbag_assets.steps.drive_timeline.grid import build_timeline
 from rosbag_assets.steps.drive_timeline.options import IMU_COLUMNS, SIGNALS, DriveTimelineOptions
+from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.steps.topic_tables.run import read_topic_tables
 from rosbag_assets.vision import preview
 from rosbag_assets.vision.signal_plot import draw_signals
 
 
-def run_drive_timeline(
-    *,
-    drive: str,
-    output: Storage,
-    options: dict[str, Any] | None = None,
-    run_id: str | None = None,
-    log: report.StepLog | None = None,
-) -> report.StepResult:
+@step_runner(DriveTimelineOptions)
+def run_drive_timeline(step: Step[DriveTimelineOptions]) -> report.StepResult:
     """Put the drive's signals and per-frame label summaries on one grid; publish ``timeline.parquet``."""
-    log = log or report.default_log()
-    opts = DriveTimelineOptions.model_validate(dict(options or {}))
-    t0 = time.perf_counter()
+    drive, output, opts, log = step.drive, step.output, step.options, step.log
     tt_version, tt_manifest, topics = read_topic_tables(output, drive)
-    labels_version, _ = publish.require_current(output, join_key(drive, "object_labels"))
-    lanes_version, _ = publish.require_current(output, join_key(drive, "lane_labels"))
-    frames_version, _ = publish.require_current(output, join_key(drive, "extracted_frames"))
+    labels_version, _ = step.current("object_labels")
+    lanes_version, _ = step.current("lane_labels")
+    frames_version, _ = step.current("extracted_frames")
     types = {t: e["msgtype"] for t, e in tt_manifest.get("topics", {}).items()}
     log.info(f"drive_timeline {drive}: {len(topics)} topic tables, grid {opts.grid_ms} ms")
     result = build_timeline(
@@ -54,7 +42,7 @@ def run_drive_timeline(
         options=opts,
     )
     table = result.table
-    staging = publish.begin(output, join_key(drive, "drive_timeline"), run_id)
+    staging = step.begin("drive_timeline")
     staging.write_parquet("timeline.parquet", table)
     picture = preview.png_bytes(draw_signals(table, title=f"{drive}: {_describe(table, result.sources)}"))
     staging.write_bytes("timeline.png", picture)
@@ -86,7 +74,7 @@ def run_drive_timeline(
         "picture": report.picture(
             picture, f"{drive} timeline signals", staging.key("timeline.png"), mime="image/png"
         ),
-        "elapsed_s": report.number(time.perf_counter() - t0, digits=2),
+        "elapsed_s": step.elapsed(),
     }
     metadata.update(report.publication(uri, rejected))
     return report.StepResult(metadata=metadata, checks=checks)

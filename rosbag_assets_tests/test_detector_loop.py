@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ from rosbag_assets.io import publish
 from rosbag_assets.io.storage import LocalStorage
 from rosbag_assets.steps import report
 from rosbag_assets.steps.asset_weights import resolve_asset_weights
-from rosbag_assets.steps.detector_eval import NOT_WORSE_CHECK
+from rosbag_assets.steps.detector_data import fetch_dataset
+from rosbag_assets.steps.detector_eval import NOT_WORSE_CHECK, base_model_for_dataset
 from rosbag_assets.steps.detector_export import ExportOutcome, export_checks, export_prefix
 from rosbag_assets.steps.detector_model import model_prefix, run_detector_model
 from rosbag_assets.steps.entrypoint import run_step
@@ -31,6 +33,7 @@ from rosbag_assets.steps.extracted_frames import run_extracted_frames
 from rosbag_assets.steps.object_labels import run_object_labels
 from rosbag_assets.steps.raw_bags import run_raw_bags
 from rosbag_assets.steps.training_dataset.run import dataset_prefix, run_training_dataset
+from rosbag_assets.vision.weights import sha256_file
 
 IMGSZ = 320
 
@@ -188,6 +191,49 @@ def test_a_stale_export_is_not_used(loop: Loop, tmp_path: Path) -> None:
     newer.commit({"dataset": "default"})
     local, uri = resolve_asset_weights(out, "asset", tmp_path / "cache")
     assert uri == f"asset:models/default/detector_model@{newer.version}" and local.name == "best.pt"
+
+
+@pytest.mark.slow
+def test_a_model_worse_than_its_base_is_kept_but_never_made_current(loop: Loop, tmp_path: Path) -> None:
+    """The blocking gate, built deterministically: a seeded untrained network, handed in as a trained model,
+    against the COCO base that labelled the data. It scores far below the base on test, so its version is
+    committed as rejected and the loop's model stays current (what keeps a bad run from labelling drives)."""
+    out = LocalStorage(tmp_path / "out")
+    for key in [f.key for f in loop.out.list_files("") if f.key.startswith(("datasets/", "models/"))]:
+        out.write_bytes(key, loop.out.read_bytes(key))
+    before = publish.current(out, model_prefix("default"))
+    data_yaml, _ = fetch_dataset(out, "default", tmp_path / "dataset")
+    model = tmp_path / "model"
+    untrained = base_model_for_dataset("yolo11n.yaml", data_yaml, model / "best.pt", seed=0)
+    (model / "results.csv").write_text("epoch,metrics/mAP50-95(B)\n")
+    metrics = {"best_val": {}, "epochs_recorded": 0, "seconds_per_epoch": None,
+               "base_weights_sha256": None, "best_pt_sha256": sha256_file(untrained)}  # fmt: skip
+    (model / "metrics.json").write_text(json.dumps(metrics))
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as tar:
+        for name in ("best.pt", "metrics.json", "results.csv"):
+            tar.add(model / name, arcname=name)
+    result = run_detector_model(
+        output=out,
+        run_id="worse-run",
+        options={
+            "trained_model": str(tmp_path / "model.tar.gz"),
+            "base_weights": str(_coco_pt(shared("models", "yolo11n_int8.tflite"))),
+            "imgsz": IMGSZ,
+            "batch": 8,
+            "workers": 0,
+            "device": "cpu",
+            "cache_dir": str(tmp_path / "cache"),
+        },
+    )
+    (check,) = result.checks
+    assert check.name == NOT_WORSE_CHECK and not check.passed and check.severity == "ERROR"
+    assert check.metadata["base"]["raw_value"] > 0.3 and check.metadata["delta"]["raw_value"] < -0.3
+    assert result.metadata["published"]["raw_value"] is False
+    assert publish.current(out, model_prefix("default")) == before  # CURRENT did not move
+    version = publish.Version(out, model_prefix("default"), result.metadata["model_version"]["raw_value"])
+    rejected = json.loads(out.read_bytes(version.key("manifest.json")))
+    assert rejected["status"] == "rejected" and rejected["failed_blocking_checks"] == [NOT_WORSE_CHECK]
+    assert rejected["best_pt_sha256"] == sha256_file(untrained)
 
 
 def test_asset_weights_without_a_model_name_what_is_missing(tmp_path: Path) -> None:

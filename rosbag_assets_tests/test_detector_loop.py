@@ -36,6 +36,10 @@ from rosbag_assets.steps.training_dataset.run import dataset_prefix, run_trainin
 from rosbag_assets.vision.weights import sha256_file
 
 IMGSZ = 320
+# One CPU epoch on ~20 pseudo-labelled frames re-estimates BatchNorm statistics from a few augmented batches:
+# measured on this drive, test mAP50-95 drops 0.7256 -> 0.6656 (-0.060) even at lr0=1e-9, so the smoke run's
+# gate allows 0.1. The gate itself is shown to fail at that tolerance (an untrained model) below.
+SMOKE_TOLERANCE = 0.1
 
 
 class ListLog:
@@ -112,7 +116,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Loop:
             "device": "cpu",
             "optimizer": "SGD",
             "lr0": 1e-4,  # one gentle epoch: the model still detects, so export parity has boxes to match
-            "eval_tolerance": 1.0,  # a smoke run is not judged on accuracy; the gate itself is tested below
+            "eval_tolerance": SMOKE_TOLERANCE,
             "cache_dir": str(cache),
         },
     )
@@ -145,7 +149,9 @@ def test_model_version_names_its_dataset_and_metrics(loop: Loop) -> None:
         assert loop.out.exists(model.key(name)), name
     metrics = json.loads(loop.out.read_bytes(model.key("metrics.json")))
     assert metrics["best_pt_sha256"] == manifest["best_pt_sha256"]
-    assert [c.name for c in loop.model.checks] == [NOT_WORSE_CHECK] and loop.model.checks[0].passed
+    (check,) = loop.model.checks
+    assert check.name == NOT_WORSE_CHECK and check.passed, check.description
+    assert check.metadata["tolerance"]["raw_value"] == SMOKE_TOLERANCE
     assert loop.model.metadata["published"]["raw_value"] is True
     assert any(line.startswith("epoch 1/1:") for line in loop.model_log)  # epochs streamed to the log
 
@@ -196,8 +202,9 @@ def test_a_stale_export_is_not_used(loop: Loop, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_model_worse_than_its_base_is_kept_but_never_made_current(loop: Loop, tmp_path: Path) -> None:
     """The blocking gate, built deterministically: a seeded untrained network, handed in as a trained model,
-    against the COCO base that labelled the data. It scores far below the base on test, so its version is
-    committed as rejected and the loop's model stays current (what keeps a bad run from labelling drives)."""
+    against the COCO base that labelled the data. At the smoke run's own tolerance it scores far below the base
+    on test, so its version is committed as rejected and the loop's model stays current (what keeps a bad run
+    from labelling drives)."""
     out = LocalStorage(tmp_path / "out")
     for key in [f.key for f in loop.out.list_files("") if f.key.startswith(("datasets/", "models/"))]:
         out.write_bytes(key, loop.out.read_bytes(key))
@@ -217,6 +224,7 @@ def test_a_model_worse_than_its_base_is_kept_but_never_made_current(loop: Loop, 
         run_id="worse-run",
         options={
             "trained_model": str(tmp_path / "model.tar.gz"),
+            "eval_tolerance": SMOKE_TOLERANCE,
             "base_weights": str(_coco_pt(shared("models", "yolo11n_int8.tflite"))),
             "imgsz": IMGSZ,
             "batch": 8,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from conftest import shared
+from detector_dataset import coco_yolo11n_pt
 
 from rosbag_assets.demo.sample_drive import write_sample_drive
 from rosbag_assets.io import publish
@@ -65,21 +65,6 @@ class Loop:
     cache: Path
 
 
-def _coco_pt(tflite: Path) -> Path:
-    """The COCO YOLO11n as .pt, cached by the TFLite file's hash (shared with test_detector_training)."""
-    from detector_dataset import ultralytics_asset
-    from tflite_to_pt import convert_tflite_yolo11n
-
-    digest = hashlib.sha256(tflite.read_bytes()).hexdigest()[:16]
-    cached = Path(tempfile.gettempdir()) / "rosbag_assets_tests_fixtures" / f"yolo11n_coco_{digest}.pt"
-    if not cached.is_file():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        part = cached.with_suffix(".part.pt")
-        convert_tflite_yolo11n(tflite, part, ultralytics_asset("bus.jpg"))
-        part.replace(cached)
-    return cached
-
-
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Loop:
     tflite = shared("models", "yolo11n_int8.tflite")
@@ -108,7 +93,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Loop:
         run_id="train-run",
         log=log,
         options={
-            "base_weights": str(_coco_pt(tflite)),
+            "base_weights": str(coco_yolo11n_pt()),
             "epochs": 1,
             "imgsz": IMGSZ,
             "batch": 8,
@@ -225,7 +210,7 @@ def test_a_model_worse_than_its_base_is_kept_but_never_made_current(loop: Loop, 
         options={
             "trained_model": str(tmp_path / "model.tar.gz"),
             "eval_tolerance": SMOKE_TOLERANCE,
-            "base_weights": str(_coco_pt(shared("models", "yolo11n_int8.tflite"))),
+            "base_weights": str(coco_yolo11n_pt()),
             "imgsz": IMGSZ,
             "batch": 8,
             "workers": 0,

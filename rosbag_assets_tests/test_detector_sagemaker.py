@@ -8,6 +8,7 @@ not the point; the slow tests run the real entry point and really fine-tune (tes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -19,8 +20,10 @@ from typing import Any
 import boto3
 import dagster as dg
 import pytest
+import yaml
 from botocore.exceptions import ClientError
 from dagster._core.pipes import utils as pipes_utils
+from detector_dataset import build_detector_dataset, coco_yolo11n_pt, missing_inputs
 from sagemaker_fakes import REGION, ROLE, FakeSageMaker, FakeSageMakerCompute
 
 from rosbag_assets.compute import ComputeTargets, LocalCompute
@@ -31,6 +34,7 @@ from rosbag_assets.defs.models import detector_model
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.io import publish
 from rosbag_assets.io.storage import storage_from_uri
+from rosbag_assets.steps.detector_data import fetch_dataset
 from rosbag_assets.steps.training_dataset.run import dataset_prefix
 
 TRAIN_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/rosbag-assets-train:test"
@@ -379,3 +383,127 @@ def test_a_retry_follows_the_finished_tuning_job(setup: dict[str, Any], tmp_path
     assert first == second and first.endswith("/output/model.tar.gz")
     messages = [e.user_message for e in instance.all_logs(res.run_id)]
     assert any("started by an earlier attempt" in m for m in messages)
+
+
+def test_a_training_job_reads_the_mounted_channel_instead_of_downloading(
+    setup: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "opt-ml"
+    (root / "input" / "config").mkdir(parents=True)
+    (root / "input" / "data" / "dataset").mkdir(parents=True)
+    (root / "input" / "data" / "dataset" / "data.yaml").write_bytes(DATA_YAML)
+    output = storage_from_uri(setup["output"], endpoint_url=setup["endpoint"])
+    monkeypatch.setenv("ROSBAG_ASSETS_SAGEMAKER_ROOT", str(root))
+    data_yaml, manifest = fetch_dataset(output, "default", tmp_path / "download", setup["v1"])
+    assert (
+        data_yaml == root / "input" / "data" / "dataset" / "data.yaml" and manifest["version"] == setup["v1"]
+    )
+    assert not (tmp_path / "download").exists()
+    monkeypatch.delenv("ROSBAG_ASSETS_SAGEMAKER_ROOT")  # not in a Training job: the pinned version is fetched
+    data_yaml, _ = fetch_dataset(output, "default", tmp_path / "download", setup["v1"])
+    assert (tmp_path / "download" / "images" / "train" / "old.jpg").read_bytes() == b"1"
+
+
+# --- real fine-tuning in the container (slow) ------------------------------------------------------------
+
+
+@pytest.fixture
+def real_dataset(moto_server: Any, tmp_path: Path) -> dict[str, Any]:
+    """The shared-frames YOLO dataset (detector_dataset.py) published as a training_dataset version on S3."""
+    missing = missing_inputs()
+    if missing:
+        pytest.skip(f"shared test data missing: {missing}")
+    data_yaml = build_detector_dataset(tmp_path / "dataset", max_side=320)
+    files = {
+        p.relative_to(data_yaml.parent).as_posix(): p.read_bytes()
+        for p in data_yaml.parent.rglob("*")
+        if p.is_file() and p.suffix in {".jpg", ".txt"}
+    }
+    config = {
+        k: v for k, v in yaml.safe_load(data_yaml.read_text()).items() if k != "path"
+    }  # relative, as published
+    files["data.yaml"] = yaml.safe_dump(config).encode()
+    endpoint = moto_server.url
+    bucket = _bucket(endpoint)
+    output = f"s3://{bucket}/out"
+    version = _publish_dataset(output, endpoint, files)
+    storage = DriveStorage(landing_root="/nonexistent", output_root=output, s3_endpoint_url=endpoint)
+    return {"endpoint": endpoint, "pipes": _bucket(endpoint), "bucket": bucket, "output": output,
+            "storage": storage, "version": version}  # fmt: skip
+
+
+REAL_OPTIONS = {"epochs": 1, "imgsz": 160, "batch": 8, "workers": 0, "device": "cpu", "optimizer": "SGD",
+                "lr0": 1e-4, "eval_tolerance": 0.1}  # fmt: skip  # 0.1: see test_detector_loop.SMOKE_TOLERANCE
+
+
+def _current_model(setup: dict[str, Any]) -> dict[str, Any]:
+    output = storage_from_uri(setup["output"], endpoint_url=setup["endpoint"])
+    return publish.current(output, "models/default/detector_model") or {}
+
+
+@pytest.mark.slow
+def test_detector_model_fine_tunes_in_a_sagemaker_training_job(
+    real_dataset: dict[str, Any], tmp_path: Path
+) -> None:
+    """The real entry point fine-tunes in the 'container': epochs stream into the run, SageMaker's metrics
+    come back as metadata, the model artefact and the checkpoints land in S3, the version is published."""
+    setup = real_dataset
+    fake = FakeSageMaker(setup["endpoint"])
+    FakeSageMakerCompute.fake = fake
+    instance = dg.DagsterInstance.ephemeral()
+    config = {**REAL_OPTIONS, "base_weights": str(coco_yolo11n_pt())}
+    res = _materialize(setup, _compute(setup, managed_spot=True), config, instance=instance)
+    assert res.success
+    ((name, _),) = fake.requests.items()
+    messages = [e.user_message for e in instance.all_logs(res.run_id)]
+    assert any(m.startswith("epoch 1/1: box_loss=") for m in messages)  # streamed from inside the job
+    mat = res.asset_materializations_for_node("detector_model")[0].metadata
+    sagemaker = mat["sagemaker_metrics"].value  # read by the MetricDefinitions from the job's log
+    assert sagemaker["best:mAP50-95"] == pytest.approx(mat["val_mAP50_95"].value, abs=1e-4)
+    assert sagemaker["test:mAP50-95"] == pytest.approx(mat["test_mAP50_95"].value, abs=1e-4)
+    assert {"train:box_loss", "val:mAP50", "best:mAP50"} <= set(sagemaker)
+    manifest = _current_model(setup)
+    assert (
+        manifest["dataset_version"] == setup["version"] and mat["model_version"].value == manifest["version"]
+    )
+    artefact = f"{setup['output']}/models/_sagemaker/detector_model/{name}/output/model.tar.gz"
+    files = _tar_files(setup["endpoint"], artefact, tmp_path)
+    assert set(files) == {"best.pt", "metrics.json", "results.csv", "eval.json"}
+    assert hashlib.sha256(files["best.pt"]).hexdigest() == manifest["best_pt_sha256"]
+    s3 = boto3.client("s3", endpoint_url=setup["endpoint"], region_name=REGION)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=setup["pipes"], Prefix="checkpoints/")["Contents"]]
+    assert any(re.fullmatch(rf"checkpoints/detector_model/default/{setup['version']}-\w+/train/weights/last\.pt", k)
+               for k in keys), keys  # fmt: skip  # synced for a spot restart
+
+
+@pytest.mark.slow
+def test_a_real_tuning_job_publishes_its_best_trial(real_dataset: dict[str, Any], tmp_path: Path) -> None:
+    """Two real trials (the entry point's 'train' mode) fine-tune with sampled lr0; the winner's best.pt is
+    the one evaluated and published, and the trials themselves publish nothing."""
+    setup = real_dataset
+    fake = FakeSageMaker(setup["endpoint"])
+    FakeSageMakerCompute.fake = fake
+    tuning = {"ranges": [{"name": "lr0", "min_value": 1e-5, "max_value": 1e-3, "scaling": "Logarithmic"}],
+              "max_jobs": 2, "max_parallel_jobs": 1}  # fmt: skip
+    config = {**REAL_OPTIONS, "base_weights": str(coco_yolo11n_pt())}
+    res = _materialize(setup, _compute(setup, tuning=tuning), config)
+    assert res.success
+    (tuning_name,) = fake.tuning
+    trials = fake.tuning[tuning_name]["trials"]
+    assert [t["TrainingJobStatus"] for t in trials] == ["Completed", "Completed"]
+    best = max(trials, key=lambda t: t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
+    artefact = (
+        f"{setup['output']}/models/_sagemaker/detector_model/{best['TrainingJobName']}/output/model.tar.gz"
+    )
+    files = _tar_files(setup["endpoint"], artefact, tmp_path)
+    assert set(files) == {"best.pt", "metrics.json", "results.csv"}
+    assert json.loads(files["metrics.json"])["options"]["lr0"] == float(best["TunedHyperParameters"]["lr0"])
+    manifest = _current_model(setup)
+    assert manifest["options"]["trained_model"] == artefact
+    assert manifest["best_pt_sha256"] == hashlib.sha256(files["best.pt"]).hexdigest()
+    output = storage_from_uri(setup["output"], endpoint_url=setup["endpoint"])
+    versions = {
+        f.key.split("/versions/")[1].split("/")[0]
+        for f in output.list_files("models/default/detector_model/versions")
+    }
+    assert versions == {manifest["version"]}  # only the winner was published

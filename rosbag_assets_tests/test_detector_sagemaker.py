@@ -507,3 +507,43 @@ def test_a_real_tuning_job_publishes_its_best_trial(real_dataset: dict[str, Any]
         for f in output.list_files("models/default/detector_model/versions")
     }
     assert versions == {manifest["version"]}  # only the winner was published
+
+
+def test_the_readme_worked_configuration_builds_valid_requests(tmp_path: Path) -> None:
+    """README 'Training a detector': its deployment file loads, and the training and tuning requests it
+    produces are valid CreateTrainingJob / CreateHyperParameterTuningJob input for botocore's service model."""
+    import botocore.session
+    from botocore.validate import validate_parameters
+
+    from rosbag_assets.compute.sagemaker_tuning import training_definition
+    from rosbag_assets.compute.settings import compute_targets, read_file
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Training a detector") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    block = block.replace("<ecr>", "123456789012.dkr.ecr.eu-central-1.amazonaws.com").replace(
+        "<role arn>", ROLE
+    )
+    (tmp_path / "compute.yaml").write_text(block)
+    targets = compute_targets(read_file(tmp_path / "compute.yaml"))
+    target = targets.for_asset("detector_model").for_asset("detector_model")
+    assert target.job_kind == "training" and target.managed_spot and target.tuning is not None
+    channels = {"dataset": "s3://data/out/datasets/default/training_dataset/versions/v1/"}
+    job = target.training_job_params(
+        "detector_model",
+        "job-1",
+        "s3://pipes/p/",
+        "s3://pipes/j",
+        channels=channels,
+        model_uri="s3://data/out/m",
+    )
+    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/rosbag-assets-train:TAG")
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    validate_parameters(job, model.operation_model("CreateTrainingJob").input_shape)
+    request = target.tuning.request(
+        tuning_job_name("run", "detector_model", None), training_definition(job), {}
+    )
+    validate_parameters(request, model.operation_model("CreateHyperParameterTuningJob").input_shape)
+    ranges = request["HyperParameterTuningJobConfig"]["ParameterRanges"]
+    assert [r["Name"] for r in ranges["ContinuousParameterRanges"]] == ["lr0", "momentum"]
+    assert ranges["CategoricalParameterRanges"] == [{"Name": "augmentation", "Values": ["default", "strong"]}]

@@ -92,3 +92,21 @@ def build_detector_dataset(
     data_yaml = root / "data.yaml"
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
     return data_yaml
+
+
+def coco_yolo11n_pt() -> Path:
+    """The shared COCO YOLO11n (TFLite) rebuilt as a trainable .pt, cached by the TFLite file's hash (the
+    conversion takes a while; every detector test shares the cached file)."""
+    import hashlib
+    import tempfile
+
+    from tflite_to_pt import convert_tflite_yolo11n
+
+    digest = hashlib.sha256(TFLITE_MODEL.read_bytes()).hexdigest()[:16]
+    cached = Path(tempfile.gettempdir()) / "rosbag_assets_tests_fixtures" / f"yolo11n_coco_{digest}.pt"
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        part = cached.with_suffix(".part.pt")
+        convert_tflite_yolo11n(TFLITE_MODEL, part, ultralytics_asset("bus.jpg"))
+        part.replace(cached)
+    return cached

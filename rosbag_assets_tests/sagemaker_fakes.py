@@ -125,7 +125,9 @@ class FakeSageMaker:
         env: dict[str, str],
         inputs: list[str],
         training: dict[str, Any] | None = None,
+        program: list[str] | None = None,
     ) -> None:
+        """Run `cmd` (what the service would start; recorded) or the test's stand-in `program`."""
         for key, value in env.items():  # the real service rejects these at create time
             assert len(value) <= 256, f"env {key} is {len(value)} chars"
         for uri in inputs:  # SageMaker fails a job whose S3 input prefix is empty
@@ -140,7 +142,8 @@ class FakeSageMaker:
         if training is not None:
             root = self._stage(name, training)
             run_env |= {"ROSBAG_ASSETS_SAGEMAKER_ROOT": str(root), "TRAINING_JOB_NAME": name}
-        exe = [sys.executable if cmd[0] == "python" else cmd[0], *cmd[1:]]
+        run = program or cmd
+        exe = [sys.executable if run[0] == "python" else run[0], *run[1:]]
         proc = subprocess.run(
             exe, env=run_env, cwd=REPO, capture_output=True, text=True, timeout=900, check=False
         )
@@ -216,8 +219,10 @@ class FakeSageMaker:
         self.requests[kw["ProcessingJobName"]] = kw
         inputs = [i["S3Input"]["S3Uri"] for i in kw.get("ProcessingInputs", [])]
         app = kw["AppSpecification"]
-        cmd = self.program or app["ContainerEntrypoint"] + app.get("ContainerArguments", [])
-        self._run_container(kw["ProcessingJobName"], cmd, kw.get("Environment", {}), inputs)
+        cmd = app["ContainerEntrypoint"] + app.get("ContainerArguments", [])
+        self._run_container(
+            kw["ProcessingJobName"], cmd, kw.get("Environment", {}), inputs, program=self.program
+        )
         return resp
 
     def create_training_job(self, **kw: Any) -> dict[str, Any]:
@@ -226,8 +231,9 @@ class FakeSageMaker:
         self.requests[kw["TrainingJobName"]] = kw
         inputs = [c["DataSource"]["S3DataSource"]["S3Uri"] for c in kw.get("InputDataConfig", [])]
         algo = kw["AlgorithmSpecification"]
-        cmd = self.program or algo["ContainerEntrypoint"] + algo.get("ContainerArguments", [])
-        self._run_container(kw["TrainingJobName"], cmd, kw.get("Environment", {}), inputs, training=kw)
+        cmd = algo["ContainerEntrypoint"] + algo.get("ContainerArguments", [])
+        env = kw.get("Environment", {})
+        self._run_container(kw["TrainingJobName"], cmd, env, inputs, training=kw, program=self.program)
         return resp
 
     def _status(self, kind: str, name: str, moto_status: str) -> tuple[str, str | None]:
@@ -240,18 +246,18 @@ class FakeSageMaker:
             return outcome["status"], outcome.get("reason")
         return moto_status, None
 
-    def _fault(self, op: str) -> None:
+    def _fault(self, op: str, name: str) -> None:
         self.calls[op] += 1
         if self.faults:
             fault = self.faults.pop(0)
             if fault is not None:
                 raise fault
-        if self.hang and self.calls[op] >= 2 and not self.stopped:
+        if self.hang and self.calls[op] >= 2 and name not in self.stopped:
             raise DagsterExecutionInterruptedError()  # the run is terminated while we poll
 
     def _describe(self, kind: str, name: str) -> dict[str, Any]:
         op = f"describe_{kind}_job"
-        self._fault(op)
+        self._fault(op, name)
         key = kind.capitalize()
         resp = getattr(self._sm, op)(**{f"{key}JobName": name})
         resp[f"{key}JobStatus"], reason = self._status(kind, name, resp[f"{key}JobStatus"])
@@ -334,11 +340,9 @@ class FakeSageMaker:
                 "TrainingJobName": trial,
                 "HyperParameters": {**hyper, "_tuning_objective_metric": objective["MetricName"]},
             }
-            cmd = self.trial_program or [
-                *ENTRY_POINT,
-                "train",
-            ]  # the image's ENTRYPOINT, as SageMaker runs it
-            self._run_container(trial, cmd, definition.get("Environment", {}), inputs, training=request)
+            cmd = [*ENTRY_POINT, "train"]  # the image's ENTRYPOINT, as SageMaker starts a training image
+            env = definition.get("Environment", {})
+            self._run_container(trial, cmd, env, inputs, training=request, program=self.trial_program)
             job["trials"].append(self._trial_summary(name, trial, tuned, objective["MetricName"]))
         ranked = [t for t in job["trials"] if "FinalHyperParameterTuningJobObjectiveMetric" in t]
         if ranked:
@@ -388,7 +392,7 @@ class FakeSageMaker:
         resp = self._sm.describe_hyper_parameter_tuning_job(
             HyperParameterTuningJobName=name
         )  # unknown: raises
-        self._fault("describe_hyper_parameter_tuning_job")
+        self._fault("describe_hyper_parameter_tuning_job", name)
         job = self.tuning[name]
         status = "Stopped" if name in self.stopped else job["status"]
         counts = Counter(t["TrainingJobStatus"] for t in job["trials"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,15 @@ from typing import Any
 import pandas as pd
 import pytest
 from conftest import shared
+from detector_dataset import coco_yolo11n_pt
 
 from rosbag_assets.demo.sample_drive import write_sample_drive
 from rosbag_assets.io import publish
 from rosbag_assets.io.storage import LocalStorage
 from rosbag_assets.steps import report
 from rosbag_assets.steps.asset_weights import resolve_asset_weights
-from rosbag_assets.steps.detector_eval import NOT_WORSE_CHECK
+from rosbag_assets.steps.detector_data import fetch_dataset
+from rosbag_assets.steps.detector_eval import NOT_WORSE_CHECK, base_model_for_dataset
 from rosbag_assets.steps.detector_export import ExportOutcome, export_checks, export_prefix
 from rosbag_assets.steps.detector_model import model_prefix, run_detector_model
 from rosbag_assets.steps.entrypoint import run_step
@@ -31,8 +33,13 @@ from rosbag_assets.steps.extracted_frames import run_extracted_frames
 from rosbag_assets.steps.object_labels import run_object_labels
 from rosbag_assets.steps.raw_bags import run_raw_bags
 from rosbag_assets.steps.training_dataset.run import dataset_prefix, run_training_dataset
+from rosbag_assets.vision.weights import sha256_file
 
 IMGSZ = 320
+# One CPU epoch on ~20 pseudo-labelled frames re-estimates BatchNorm statistics from a few augmented batches:
+# measured on this drive, test mAP50-95 drops 0.7256 -> 0.6656 (-0.060) even at lr0=1e-9, so the smoke run's
+# gate allows 0.1. The gate itself is shown to fail at that tolerance (an untrained model) below.
+SMOKE_TOLERANCE = 0.1
 
 
 class ListLog:
@@ -56,21 +63,6 @@ class Loop:
     export: report.StepResult
     labels: pd.DataFrame
     cache: Path
-
-
-def _coco_pt(tflite: Path) -> Path:
-    """The COCO YOLO11n as .pt, cached by the TFLite file's hash (shared with test_detector_training)."""
-    from detector_dataset import ultralytics_asset
-    from tflite_to_pt import convert_tflite_yolo11n
-
-    digest = hashlib.sha256(tflite.read_bytes()).hexdigest()[:16]
-    cached = Path(tempfile.gettempdir()) / "rosbag_assets_tests_fixtures" / f"yolo11n_coco_{digest}.pt"
-    if not cached.is_file():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        part = cached.with_suffix(".part.pt")
-        convert_tflite_yolo11n(tflite, part, ultralytics_asset("bus.jpg"))
-        part.replace(cached)
-    return cached
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +93,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Loop:
         run_id="train-run",
         log=log,
         options={
-            "base_weights": str(_coco_pt(tflite)),
+            "base_weights": str(coco_yolo11n_pt()),
             "epochs": 1,
             "imgsz": IMGSZ,
             "batch": 8,
@@ -109,7 +101,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Loop:
             "device": "cpu",
             "optimizer": "SGD",
             "lr0": 1e-4,  # one gentle epoch: the model still detects, so export parity has boxes to match
-            "eval_tolerance": 1.0,  # a smoke run is not judged on accuracy; the gate itself is tested below
+            "eval_tolerance": SMOKE_TOLERANCE,
             "cache_dir": str(cache),
         },
     )
@@ -142,7 +134,9 @@ def test_model_version_names_its_dataset_and_metrics(loop: Loop) -> None:
         assert loop.out.exists(model.key(name)), name
     metrics = json.loads(loop.out.read_bytes(model.key("metrics.json")))
     assert metrics["best_pt_sha256"] == manifest["best_pt_sha256"]
-    assert [c.name for c in loop.model.checks] == [NOT_WORSE_CHECK] and loop.model.checks[0].passed
+    (check,) = loop.model.checks
+    assert check.name == NOT_WORSE_CHECK and check.passed, check.description
+    assert check.metadata["tolerance"]["raw_value"] == SMOKE_TOLERANCE
     assert loop.model.metadata["published"]["raw_value"] is True
     assert any(line.startswith("epoch 1/1:") for line in loop.model_log)  # epochs streamed to the log
 
@@ -188,6 +182,51 @@ def test_a_stale_export_is_not_used(loop: Loop, tmp_path: Path) -> None:
     newer.commit({"dataset": "default"})
     local, uri = resolve_asset_weights(out, "asset", tmp_path / "cache")
     assert uri == f"asset:models/default/detector_model@{newer.version}" and local.name == "best.pt"
+
+
+@pytest.mark.slow
+def test_a_model_worse_than_its_base_is_kept_but_never_made_current(loop: Loop, tmp_path: Path) -> None:
+    """The blocking gate, built deterministically: a seeded untrained network, handed in as a trained model,
+    against the COCO base that labelled the data. At the smoke run's own tolerance it scores far below the base
+    on test, so its version is committed as rejected and the loop's model stays current (what keeps a bad run
+    from labelling drives)."""
+    out = LocalStorage(tmp_path / "out")
+    for key in [f.key for f in loop.out.list_files("") if f.key.startswith(("datasets/", "models/"))]:
+        out.write_bytes(key, loop.out.read_bytes(key))
+    before = publish.current(out, model_prefix("default"))
+    data_yaml, _ = fetch_dataset(out, "default", tmp_path / "dataset")
+    model = tmp_path / "model"
+    untrained = base_model_for_dataset("yolo11n.yaml", data_yaml, model / "best.pt", seed=0)
+    (model / "results.csv").write_text("epoch,metrics/mAP50-95(B)\n")
+    metrics = {"best_val": {}, "epochs_recorded": 0, "seconds_per_epoch": None,
+               "base_weights_sha256": None, "best_pt_sha256": sha256_file(untrained)}  # fmt: skip
+    (model / "metrics.json").write_text(json.dumps(metrics))
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as tar:
+        for name in ("best.pt", "metrics.json", "results.csv"):
+            tar.add(model / name, arcname=name)
+    result = run_detector_model(
+        output=out,
+        run_id="worse-run",
+        options={
+            "trained_model": str(tmp_path / "model.tar.gz"),
+            "eval_tolerance": SMOKE_TOLERANCE,
+            "base_weights": str(coco_yolo11n_pt()),
+            "imgsz": IMGSZ,
+            "batch": 8,
+            "workers": 0,
+            "device": "cpu",
+            "cache_dir": str(tmp_path / "cache"),
+        },
+    )
+    (check,) = result.checks
+    assert check.name == NOT_WORSE_CHECK and not check.passed and check.severity == "ERROR"
+    assert check.metadata["base"]["raw_value"] > 0.3 and check.metadata["delta"]["raw_value"] < -0.3
+    assert result.metadata["published"]["raw_value"] is False
+    assert publish.current(out, model_prefix("default")) == before  # CURRENT did not move
+    version = publish.Version(out, model_prefix("default"), result.metadata["model_version"]["raw_value"])
+    rejected = json.loads(out.read_bytes(version.key("manifest.json")))
+    assert rejected["status"] == "rejected" and rejected["failed_blocking_checks"] == [NOT_WORSE_CHECK]
+    assert rejected["best_pt_sha256"] == sha256_file(untrained)
 
 
 def test_asset_weights_without_a_model_name_what_is_missing(tmp_path: Path) -> None:

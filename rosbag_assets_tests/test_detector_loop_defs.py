@@ -10,7 +10,8 @@ import pytest
 from rosbag_assets.defs.definitions import defs
 from rosbag_assets.defs.models import DetectorExportConfig, DetectorModelConfig
 from rosbag_assets.steps.detector_export import DetectorExportOptions
-from rosbag_assets.steps.detector_model import DetectorModelOptions, checkpoint_dir
+from rosbag_assets.steps.detector_model import DetectorModelOptions, checkpoint_dir, trial_options
+from rosbag_assets.steps.detector_training import training_args
 from rosbag_assets.steps.entrypoint import STEPS
 
 
@@ -61,3 +62,27 @@ def test_checkpoints_survive_only_for_the_same_dataset_version_and_options(
     )
     assert checkpoint_dir(opts, "v2", tmp_path) != first
     assert checkpoint_dir(DetectorModelOptions(epochs=4), "v1", tmp_path) != first
+
+    monkeypatch.delenv("ROSBAG_ASSETS_CHECKPOINT_DIR")
+    (tmp_path / "opt-ml" / "checkpoints").mkdir(parents=True)  # a Training job with a CheckpointConfig
+    monkeypatch.setenv("ROSBAG_ASSETS_SAGEMAKER_ROOT", str(tmp_path / "opt-ml"))
+    assert checkpoint_dir(opts, "v1", tmp_path).is_relative_to(
+        tmp_path / "opt-ml" / "checkpoints" / "default"
+    )
+
+
+def test_a_tuning_trial_maps_tuned_values_to_options_and_ultralytics_arguments(tmp_path: Path) -> None:
+    tuned = {"lr0": "0.003", "momentum": "0.9", "epochs": "7", "augmentation": "strong"}  # all strings
+    opts = trial_options({"optimizer": "SGD", "hyperparameters": {"box": 5.0}}, tuned)
+    assert (opts.lr0, opts.epochs, opts.augmentation) == (0.003, 7, "strong")
+    assert opts.hyperparameters == {"box": 5.0, "momentum": 0.9}
+    args = training_args(opts, tmp_path / "data.yaml", "cpu")
+    assert args["momentum"] == 0.9 and args["box"] == 5.0 and args["lr0"] == 0.003
+    with pytest.raises(ValueError, match="tuning range 'warp' is neither"):
+        trial_options({}, {"warp": "1"})
+    with pytest.raises(ValueError, match="trained_model must not be set"):
+        trial_options({"trained_model": "s3://b/model.tar.gz"}, {})
+    with pytest.raises(ValueError, match="unknown hyperparameters"):
+        DetectorModelOptions(
+            hyperparameters={"flipud": 0.5}
+        )  # not in TUNE_SPACE: dash-cams are never flipped

@@ -7,18 +7,21 @@ training, so any download attempt fails the test.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from detector_dataset import TFLITE_MODEL, build_detector_dataset, missing_inputs, ultralytics_asset
-from tflite_to_pt import convert_tflite_yolo11n
+from detector_dataset import (
+    TFLITE_MODEL,
+    build_detector_dataset,
+    coco_yolo11n_pt,
+    missing_inputs,
+    ultralytics_asset,
+)
 
 from rosbag_assets.steps.detector_data import dataset_images
 from rosbag_assets.steps.detector_eval import (
@@ -57,14 +60,8 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, inputs_present: None) -> P
 
 @pytest.fixture(scope="module")
 def coco_pt(inputs_present: None) -> Path:
-    """The COCO YOLO11n as .pt, cached across runs by the TFLite file's hash (the conversion takes a while)."""
-    digest = hashlib.sha256(TFLITE_MODEL.read_bytes()).hexdigest()[:16]
-    cached = Path(tempfile.gettempdir()) / "rosbag_assets_tests_fixtures" / f"yolo11n_coco_{digest}.pt"
-    if not cached.is_file():
-        part = cached.with_suffix(".part.pt")
-        convert_tflite_yolo11n(TFLITE_MODEL, part, ultralytics_asset("bus.jpg"))
-        part.replace(cached)
-    return cached
+    """The COCO YOLO11n as .pt (converted once, cached across runs)."""
+    return coco_yolo11n_pt()
 
 
 def _refuse(*args: Any, **kwargs: Any) -> None:

@@ -7,71 +7,56 @@ follows each new model.
 
 import dagster as dg
 
-from rosbag_assets.compute import ComputeTargets
 from rosbag_assets.defs.datasets import training_dataset
-from rosbag_assets.defs.policies import RETRY, check, run_step
-from rosbag_assets.defs.resources import DriveStorage
+from rosbag_assets.defs.policies import check, launchpad_config, step_asset
 from rosbag_assets.steps.detector_export import DetectorExportOptions
 from rosbag_assets.steps.detector_model import DetectorModelOptions
 
 MODELS_GROUP = "models"
 
 
-class DetectorModelConfig(dg.Config, DetectorModelOptions):
-    """Launchpad config of `detector_model`: exactly the step's options model."""
+DetectorModelConfig = launchpad_config(DetectorModelOptions)
+DetectorExportConfig = launchpad_config(DetectorExportOptions)
+TRAINING_SECTION = "Training a detector (closing the loop)"
 
-
-class DetectorExportConfig(dg.Config, DetectorExportOptions):
-    """Launchpad config of `detector_export`: exactly the step's options model."""
-
-
-@dg.asset(
+detector_model = step_asset(
+    "detector_model",
+    "A YOLO detector fine-tuned on the current training_dataset version, evaluated against its base model; "
+    "published only when it is not worse.",
+    section=TRAINING_SECTION,
+    config=DetectorModelConfig,
+    per_drive=False,
     group_name=MODELS_GROUP,
     kinds={"pytorch", "yolo"},
-    deps=[training_dataset],
-    retry_policy=RETRY,
+    deps=(training_dataset,),
     pool="gpu",
     automation_condition=dg.AutomationCondition.eager(),
-    check_specs=[
+    checks=(
         check(
             "fine_tuned_not_worse_than_base",
             "detector_model",
             "The fine-tuned detector's test mAP50-95 is not below the base model's (minus a tolerance)",
-        )
-    ],
-    description="A YOLO detector fine-tuned on the current training_dataset version, evaluated against its base "
-    "model; published only when it is not worse (README 'Training a detector').",
+        ),
+    ),
 )
-def detector_model(
-    context: dg.AssetExecutionContext,
-    config: DetectorModelConfig,
-    storage: DriveStorage,
-    compute: ComputeTargets,
-):
-    return run_step(context, storage, compute, config)
 
-
-@dg.asset(
+detector_export = step_asset(
+    "detector_export",
+    "The current detector_model as ONNX (+TFLite/TensorRT where possible), each export's boxes checked against "
+    "PyTorch on validation images. object_labels runs it with weights: asset.",
+    section=TRAINING_SECTION,
+    config=DetectorExportConfig,
+    per_drive=False,
     group_name=MODELS_GROUP,
     kinds={"onnx", "tflite", "tensorrt"},
-    deps=[detector_model],
-    retry_policy=RETRY,
+    deps=(detector_model,),
     automation_condition=dg.AutomationCondition.eager(),
-    check_specs=[
+    checks=(
         check("onnx_parity", "detector_export", "The ONNX export predicts the PyTorch model's boxes"),
         check("tflite_parity", "detector_export", "The TFLite export matches PyTorch", blocking=False),
         check("engine_parity", "detector_export", "The TensorRT engine matches PyTorch", blocking=False),
-    ],
-    description="The current detector_model as ONNX (+TFLite/TensorRT where possible), each export's boxes "
-    "checked against PyTorch on validation images. object_labels runs it with weights: asset.",
+    ),
 )
-def detector_export(
-    context: dg.AssetExecutionContext,
-    config: DetectorExportConfig,
-    storage: DriveStorage,
-    compute: ComputeTargets,
-):
-    return run_step(context, storage, compute, config)
 
 
 # Dagster creates `default_automation_condition_sensor` for any automation condition but leaves it stopped

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rosbag_assets.io import publish
-from rosbag_assets.io.storage import Storage, join_key
+from rosbag_assets.io.storage import join_key
 from rosbag_assets.steps import report
 from rosbag_assets.steps.detector_data import dataset_images, fetch_dataset, present_splits
 from rosbag_assets.steps.detector_model import NAME_PATTERN, model_prefix
@@ -36,6 +36,7 @@ from rosbag_assets.steps.detector_parity import (
     predict_boxes,
 )
 from rosbag_assets.steps.runtime import configure_ultralytics
+from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.vision.detection import _precision_kwargs, export_onnx, pick_device
 
 ExportFormat = Literal["onnx", "tflite", "engine"]
@@ -234,20 +235,14 @@ def export_checks(outcomes: list[ExportOutcome]) -> list[report.CheckOutcome]:
     return checks
 
 
-def run_detector_export(
-    *,
-    output: Storage,
-    options: dict[str, Any] | None = None,
-    run_id: str | None = None,
-    log: report.StepLog | None = None,
-) -> report.StepResult:
+@step_runner(DetectorExportOptions)
+def run_detector_export(step: Step[DetectorExportOptions]) -> report.StepResult:
     """Export the current detector_model version; publish the exports with their parity checks.
 
     ONNX parity blocks publication (object_labels runs the ONNX); other formats warn: they are skipped
     wherever their toolchain is missing, and a version must not depend on where it was built.
     """
-    log = log or report.default_log()
-    opts = DetectorExportOptions.model_validate(dict(options or {}))
+    output, opts, log = step.output, step.options, step.log
     model, model_manifest = publish.require_current(output, model_prefix(opts.dataset))
     with tempfile.TemporaryDirectory(prefix="detector-export-") as tmp:
         work = Path(tmp)
@@ -258,7 +253,7 @@ def run_detector_export(
         split = "val" if "val" in present_splits(data_yaml) else "train"
         images = dataset_images(data_yaml, split, limit=opts.parity_max_images)
         outcomes = export_detector(best, work / "exports", images, opts, log=log)
-        draft = publish.begin(output, export_prefix(opts.dataset), run_id)
+        draft = publish.begin(output, export_prefix(opts.dataset), step.run_id)
         files: dict[str, str] = {}
         for o in outcomes:
             if o.status == "exported" and o.path is not None:

@@ -37,6 +37,7 @@ from rosbag_assets.steps.detector_training import (
     train_detector,
 )
 from rosbag_assets.steps.detector_tune import TUNE_SPACE
+from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.vision.weights import default_cache_dir, resolve_weights, sha256_file
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -198,17 +199,10 @@ def _train(
     )  # fmt: skip
 
 
-def run_detector_model(
-    *,
-    output: Storage,
-    options: dict[str, Any] | None = None,
-    run_id: str | None = None,
-    log: report.StepLog | None = None,
-    s3_client: Any = None,
-) -> report.StepResult:
+@step_runner(DetectorModelOptions)
+def run_detector_model(step: Step[DetectorModelOptions], s3_client: Any = None) -> report.StepResult:
     """Fine-tune on the dataset version, evaluate against base, publish a check-gated model version."""
-    log = log or report.default_log()
-    opts = DetectorModelOptions.model_validate(dict(options or {}))
+    output, opts, log = step.output, step.options, step.log
     with tempfile.TemporaryDirectory(prefix="detector-model-") as tmp:
         work = Path(tmp)
         data_yaml, ds_manifest = fetch_dataset(output, opts.dataset, work / "dataset", opts.dataset_version)
@@ -229,7 +223,7 @@ def run_detector_model(
         sagemaker_container.emit_metrics({f"{splits[-1]}:{k}": compared[k] for k in ("mAP50", "mAP50-95")})
         (work / "out" / "eval.json").write_text(json.dumps(evaluation, indent=2))
         _to_model_dir(work / "out", (*MODEL_FILES, "eval.json"))
-        draft = publish.begin(output, model_prefix(opts.dataset), run_id)
+        draft = publish.begin(output, model_prefix(opts.dataset), step.run_id)
         for name in (*MODEL_FILES, "eval.json"):
             output.upload_file(work / "out" / name, draft.key(name))
         meta = outcome_metadata(outcome)
@@ -292,7 +286,6 @@ def run_detector_trial(
     Nothing is published and there is no base comparison: the tuning job ranks trials by the ``best:*``
     metric lines, and only the winner is evaluated and published (``trained_model``).
     """
-    log = log or report.default_log()
     opts = trial_options(options, tuned)
     if sagemaker_container.model_dir() is None:
         raise DetectorTrainingError("a tuning trial runs in a SageMaker Training job (no /opt/ml/model here)")

@@ -14,6 +14,7 @@ hide, and the in-run step time minus the same step run by hand is the per-step o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -126,23 +127,37 @@ def _adopt_orphans() -> bool:
         return False
 
 
-def _reap_orphans(deadline_s: float = 30.0) -> None:
+def _children() -> set[int]:
+    """This process's child processes, zombies included (from /proc on Linux; empty elsewhere)."""
+    me, pids = os.getpid(), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == me:
+                pids.add(int(stat.parent.name))
+    return pids
+
+
+def _reap_orphans(before: set[int], deadline_s: float = 30.0) -> None:
+    """Wait for the orphans the last command left us (not for children we had before it)."""
     end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
+    for pid in _children() - before:
+        while time.monotonic() < end:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                break
             time.sleep(0.05)
 
 
 def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall s, CPU s of the command and every process it started, orphans included)."""
+    before = _children()
     cpu0, t0 = _children_cpu_s(), time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    _reap_orphans()
+    _reap_orphans(before)
     cpu = _children_cpu_s() - cpu0
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")

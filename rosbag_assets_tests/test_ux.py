@@ -3,6 +3,7 @@ the discovery sensor leaving alone drives that are already up to date."""
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -251,3 +252,25 @@ def test_loading_the_code_location_imports_no_remote_client_or_model_runtime() -
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr[-2000:]
+
+
+def test_process_drive_forks_steps_from_a_server_that_preloads_what_a_step_imports(tmp_path: Path) -> None:
+    """A forked step opens the instance and unpickles its command: without those modules in the fork server,
+    each step imported them again (seconds per step, BENCHMARKS.md "Orchestration")."""
+    from rosbag_assets.defs.jobs import process_drive
+
+    config = process_drive.executor_def.apply_config_mapping({}).value["config"]
+    preload = config["start_method"]["forkserver"]["preload_modules"]
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    code = (
+        f"import sys; import {preload[0]}; "
+        "print(sorted(m for m in ('dagster._cli', 'sqlalchemy', 'alembic', 'upath', "
+        "'dagster._core.storage.sqlite_storage') if m in sys.modules))"
+    )
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    loaded = done.stdout.strip()
+    expected = "['alembic', 'dagster._cli', 'dagster._core.storage.sqlite_storage', 'sqlalchemy', 'upath']"
+    assert loaded == expected, loaded + done.stderr[-2000:]

@@ -4,7 +4,10 @@ Every step's work runs in its own process already (a Pipes subprocess, container
 of a step only launches and waits. Dagster's default executor would still start one more Python process per
 step that imports the whole code location again (seconds per step). Instead, single materializations from the
 UI run their steps in the run's own process (`STEP_EXECUTOR`), and the whole-drive job forks its steps from a
-preloaded fork server (`DRIVE_EXECUTOR`) so independent steps (object_labels, lane_labels) still run at once.
+preloaded fork server (`DRIVE_EXECUTOR`) so independent steps (topic_tables beside extracted_frames,
+anonymized_frames beside drive_report and drive_timeline) still run at once. Starting that server costs a run
+one more import of the code location (8-11 s on the loaded 2-core VM); after that a step's orchestration costs
+1-2 s there (`python -m bench.overhead`, BENCHMARKS.md).
 """
 
 import dagster as dg

@@ -71,10 +71,11 @@ def output_url(key: str) -> str | None:
     return f"{base.rstrip('/')}/{quote(key)}" if base else None
 
 
-# The Value column of an asset's metadata table in the Dagster UI is about 415 px wide in a 1440 px window
-# (330 px at 1280, 750 px at 1920); the UI cannot scale a markdown picture, so a wider one is cut at the
-# column's edge and must be scrolled sideways. Pictures shown inline are copies this wide, linked to the original.
-INLINE_WIDTH = 400
+# The Dagster UI cannot scale a markdown picture: one wider than the Value column of the asset page's
+# metadata table is cut at the column's edge and must be scrolled sideways. That column shows 320-430 px
+# in a 1440 px window (less beside long keys such as "preview /camera/side/image_raw/compressed"), ~750 at
+# 1920. Pictures shown inline are copies this wide, linked to the original.
+INLINE_WIDTH = 320
 
 
 class Writer(Protocol):

@@ -220,7 +220,11 @@ def run_scenes(step: Step[ScenesOptions]) -> report.StepResult:
         "per_rule": report.table(records, [("rule", "string"), ("scenes", "int"), ("seconds", "float")]),
         "scenes_uri": report.uri_value(staging.uri("scenes.parquet")),
         "picture": report.picture(
-            picture, f"{drive} scenes per rule", staging.key("scenes.png"), mime="image/png"
+            picture,
+            f"{drive} scenes per rule",
+            staging.key("scenes.png"),
+            mime="image/png",
+            storage=staging.storage,
         ),
         "drive_timeline_version": report.text(tl_version.version),
         "elapsed_s": step.elapsed(),

@@ -72,7 +72,11 @@ def run_drive_timeline(step: Step[DriveTimelineOptions]) -> report.StepResult:
         "filled_rows": report.json_value(filled),
         "timeline_uri": report.uri_value(staging.uri("timeline.parquet")),
         "picture": report.picture(
-            picture, f"{drive} timeline signals", staging.key("timeline.png"), mime="image/png"
+            picture,
+            f"{drive} timeline signals",
+            staging.key("timeline.png"),
+            mime="image/png",
+            storage=staging.storage,
         ),
         "elapsed_s": step.elapsed(),
     }

@@ -124,7 +124,10 @@ def run_reviewed_labels(
         "frames_version": report.text(frames_version.version),
         "reviewed_uri": report.uri_value(draft.uri("reviewed.parquet")),
         "preview": report.picture(
-            sheet, f"{drive}: reviewed (green) vs model (orange)", draft.key("preview.jpg")
+            sheet,
+            f"{drive}: reviewed (green) vs model (orange)",
+            draft.key("preview.jpg"),
+            storage=draft.storage,
         ),
         "elapsed_s": step.elapsed(),
         **report.publication(uri, []),

@@ -18,11 +18,8 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 import dagster as dg
-from dagster import PipesClient
-from dagster._core.definitions.resource_annotation import TreatAsResourceParam
 from dagster._core.pipes.client import (
     PipesClientCompletedInvocation,
     PipesContextInjector,
@@ -32,8 +29,14 @@ from dagster._core.pipes.utils import PipesEnvContextInjector, open_pipes_sessio
 
 from rosbag_assets.compute.attach import environment, identity_tags, resume_messages, tag_value
 from rosbag_assets.compute.aws import aws_client, is_transient
-from rosbag_assets.compute.cloudwatch import BATCH_LOG_GROUP, CloudWatchTail, PipesBatchLogsMessageReader
+from rosbag_assets.compute.cloudwatch import (
+    BATCH_LOG_GROUP,
+    CloudWatchTail,
+    PipesBatchLogsMessageReader,
+    log_url,
+)
 from rosbag_assets.compute.errors import BatchJobFailed, RemoteJobLost
+from rosbag_assets.compute.remote_client import RemoteJobClient
 
 TERMINAL = ("SUCCEEDED", "FAILED")
 LIVE = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
@@ -62,24 +65,12 @@ def console_url(region: str, job_id: str) -> str:
     return f"https://{region}.console.aws.amazon.com/batch/home?region={region}#jobs/detail/{job_id}"
 
 
-def log_url(region: str, stream: str, log_group: str = BATCH_LOG_GROUP) -> str:
-    """CloudWatch console link of one log stream (the console double-encodes, with ``$`` for ``%``)."""
-
-    def enc(s: str) -> str:
-        return quote(quote(s, safe=""), safe="").replace("%", "$")
-
-    return (
-        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
-        f"#logsV2:log-groups/log-group/{enc(log_group)}/log-events/{enc(stream)}"
-    )
-
-
 def job_name(*parts: str) -> str:
     """A valid Batch job name (letters, digits, - and _; at most 128 characters)."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", "-".join(p for p in parts if p)).strip("-")[:128] or "job"
 
 
-class PipesBatchClient(PipesClient, TreatAsResourceParam):
+class PipesBatchClient(RemoteJobClient):
     """A Pipes client that runs AWS Batch jobs.
 
     Args:
@@ -113,20 +104,22 @@ class PipesBatchClient(PipesClient, TreatAsResourceParam):
         if logs_client is None and isinstance(message_reader, PipesBatchLogsMessageReader):
             logs_client = message_reader.client
         self._logs = logs_client or aws_client("logs")
-        self._context_injector = context_injector or PipesEnvContextInjector()
-        self._message_reader = message_reader or PipesBatchLogsMessageReader(
-            self._logs, log_group=log_group, poll_interval_s=min(poll_interval_s, 2.0), keep_lines=TAIL_LINES
+        super().__init__(
+            context_injector or PipesEnvContextInjector(),
+            message_reader
+            or PipesBatchLogsMessageReader(
+                self._logs,
+                log_group=log_group,
+                poll_interval_s=min(poll_interval_s, 2.0),
+                keep_lines=TAIL_LINES,
+            ),
+            forward_termination=forward_termination,
+            attach=attach,
+            max_poll_errors=max_poll_errors,
         )
-        self.forward_termination = forward_termination
-        self.attach = attach
         self.poll_interval_s = poll_interval_s
         self.logs_grace_s = logs_grace_s
-        self.max_poll_errors = max_poll_errors
         self.log_group = log_group
-
-    @classmethod
-    def _is_dagster_maintained(cls) -> bool:
-        return False
 
     @property
     def region(self) -> str:

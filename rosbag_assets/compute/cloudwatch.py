@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 from dagster import PipesMessageReader
 from dagster._core.pipes.context import PipesMessageHandler
@@ -245,3 +246,15 @@ class PipesBatchLogsMessageReader(PipesMessageReader):
             f"Attempted to read messages from the CloudWatch log group {self.tailer.log_group}, streams "
             f"{sorted(self.tailer.streams)}."
         )
+
+
+def log_url(region: str, stream: str, log_group: str = BATCH_LOG_GROUP) -> str:
+    """CloudWatch console link of one log stream (the console double-encodes, with ``$`` for ``%``)."""
+
+    def enc(s: str) -> str:
+        return quote(quote(s, safe=""), safe="").replace("%", "$")
+
+    return (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#logsV2:log-groups/log-group/{enc(log_group)}/log-events/{enc(stream)}"
+    )

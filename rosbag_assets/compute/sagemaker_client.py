@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 from botocore.exceptions import ClientError
-from dagster import PipesClient
-from dagster._core.definitions.resource_annotation import TreatAsResourceParam
 from dagster._core.pipes.client import (
     PipesClientCompletedInvocation,
     PipesContextInjector,
@@ -30,6 +28,7 @@ from dagster._core.pipes.utils import open_pipes_session
 from rosbag_assets.compute.attach import ResumableS3MessageReader, environment, identity_tags, resume_messages
 from rosbag_assets.compute.aws import aws_client, is_transient
 from rosbag_assets.compute.errors import RemoteJobLost, SageMakerJobFailed
+from rosbag_assets.compute.remote_client import RemoteJobClient
 from rosbag_assets.compute.sagemaker_tuning import TuningProgress
 
 if TYPE_CHECKING:
@@ -74,7 +73,7 @@ def _key(kind: PolledKind) -> str:
     return {"processing": "ProcessingJob", "training": "TrainingJob"}.get(kind, "HyperParameterTuningJob")
 
 
-class PipesSageMakerClient(PipesClient, TreatAsResourceParam):
+class PipesSageMakerClient(RemoteJobClient):
     """Runs a SageMaker Processing or Training job as a Pipes session.
 
     Args:
@@ -111,21 +110,18 @@ class PipesSageMakerClient(PipesClient, TreatAsResourceParam):
         if (context_injector is None or message_reader is None) and not bucket:
             raise ValueError("a bucket is needed for the default S3 context injector and message reader")
         s3 = s3_client or (aws_client("s3") if bucket else None)
-        self._context_injector = context_injector or PipesS3ContextInjector(
-            bucket=str(bucket), client=s3, key_prefix=key_prefix
-        )
-        self._message_reader = message_reader or ResumableS3MessageReader(
-            bucket=str(bucket), client=s3, interval=message_interval, include_stdio_in_messages=True
+        super().__init__(
+            context_injector or PipesS3ContextInjector(bucket=str(bucket), client=s3, key_prefix=key_prefix),
+            message_reader
+            or ResumableS3MessageReader(
+                bucket=str(bucket), client=s3, interval=message_interval, include_stdio_in_messages=True
+            ),
+            forward_termination=forward_termination,
+            attach=attach,
+            max_poll_errors=max_poll_errors,
         )
         self.poll_interval = poll_interval
-        self.forward_termination = forward_termination
-        self.attach = attach
-        self.max_poll_errors = max_poll_errors
         self._sleep = sleep
-
-    @classmethod
-    def _is_dagster_maintained(cls) -> bool:
-        return False
 
     def run(  # type: ignore[override]
         self,

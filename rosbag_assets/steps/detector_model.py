@@ -167,16 +167,7 @@ def adopt_trained_model(spec: str, out_dir: Path, opts: DetectorModelOptions, s3
     if metrics.get("best_pt_sha256") != sha256_file(out_dir / "best.pt"):
         raise DetectorTrainingError(f"trained_model {spec}: best.pt does not match its metrics.json")
     metrics["trained_model"] = spec
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    return TrainOutcome(
-        best_pt=out_dir / "best.pt",
-        metrics_json=out_dir / "metrics.json",
-        results_csv=out_dir / "results.csv",
-        metrics=metrics,
-        resumed_from=metrics.get("resumed_from"),
-        tuned_hyperparameters=metrics.get("tuned_hyperparameters"),
-        epochs=metrics.get("epochs") or [],
-    )
+    return TrainOutcome.written(out_dir, metrics)
 
 
 def _to_model_dir(folder: Path, names: tuple[str, ...]) -> None:

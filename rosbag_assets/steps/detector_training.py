@@ -71,6 +71,20 @@ class TrainOutcome:
     tuned_hyperparameters: dict[str, Any] | None = None
     epochs: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def written(cls, out_dir: Path, metrics: dict[str, Any]) -> TrainOutcome:
+        """Record `metrics` as ``out_dir/metrics.json`` beside ``best.pt``, and describe that folder."""
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+        return cls(
+            best_pt=out_dir / "best.pt",
+            metrics_json=out_dir / "metrics.json",
+            results_csv=out_dir / "results.csv",
+            metrics=metrics,
+            resumed_from=metrics.get("resumed_from"),
+            tuned_hyperparameters=metrics.get("tuned_hyperparameters"),
+            epochs=metrics.get("epochs") or [],
+        )
+
 
 def amp_arg(amp: str, device: str) -> bool | str:
     """Ultralytics' ``amp`` argument for the requested precision on `device`.
@@ -330,16 +344,7 @@ def _collect_outputs(
         "options": options.model_dump(),
         "epochs": epochs,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    return TrainOutcome(
-        best_pt=out_dir / "best.pt",
-        metrics_json=out_dir / "metrics.json",
-        results_csv=out_dir / "results.csv",
-        metrics=metrics,
-        resumed_from=metrics["resumed_from"],
-        tuned_hyperparameters=tuned,
-        epochs=epochs,
-    )
+    return TrainOutcome.written(out_dir, metrics)
 
 
 def _csv_rows(csv: Path) -> int:

@@ -402,7 +402,7 @@ def test_real_imu_recording_on_header_and_log_clocks() -> None:
 def test_lane_lines_are_extended_to_the_image_bottom() -> None:
     import pyarrow as pa
 
-    from rosbag_assets.steps.drive_timeline import _lanes_with_bottom_x
+    from rosbag_assets.steps.drive_timeline.frames import _lanes_with_bottom_x
 
     points = [
         [

@@ -16,48 +16,7 @@ Layout: `options` (signals, rules, and `DriveTimelineOptions`, also the asset's 
 (the grid and the interpolate/asof alignment), `run` (the step: published data in, timeline out, checks).
 """
 
-from rosbag_assets.steps.drive_timeline.frames import _lanes_with_bottom_x, frame_summaries
-from rosbag_assets.steps.drive_timeline.grid import align, asof_index, build_timeline
-from rosbag_assets.steps.drive_timeline.options import (
-    DEFAULT_RULES,
-    EARTH_RADIUS_M,
-    GPS_FIX,
-    IMU,
-    IMU_COLUMNS,
-    NAV_SAT_FIX,
-    ODOMETRY_LIKE,
-    SIGNALS,
-    SPEED_SOURCES,
-    TIMELINE_COLUMNS,
-    TWIST_STAMPED,
-    DriveTimeline,
-    DriveTimelineOptions,
-    SignalRule,
-    TimelineError,
-)
-from rosbag_assets.steps.drive_timeline.signals import gps_speed, signal_samples
+from rosbag_assets.steps.drive_timeline.grid import align, build_timeline
+from rosbag_assets.steps.drive_timeline.options import DriveTimelineOptions, SignalRule, TimelineError
 
-__all__ = [
-    "DEFAULT_RULES",
-    "EARTH_RADIUS_M",
-    "GPS_FIX",
-    "IMU",
-    "IMU_COLUMNS",
-    "NAV_SAT_FIX",
-    "ODOMETRY_LIKE",
-    "SIGNALS",
-    "SPEED_SOURCES",
-    "TIMELINE_COLUMNS",
-    "TWIST_STAMPED",
-    "DriveTimeline",
-    "DriveTimelineOptions",
-    "SignalRule",
-    "TimelineError",
-    "_lanes_with_bottom_x",
-    "align",
-    "asof_index",
-    "build_timeline",
-    "frame_summaries",
-    "gps_speed",
-    "signal_samples",
-]
+__all__ = ["DriveTimelineOptions", "SignalRule", "TimelineError", "align", "build_timeline"]

@@ -35,7 +35,7 @@ from rosbag_assets.compute.cloudwatch import (
     PipesBatchLogsMessageReader,
     log_url,
 )
-from rosbag_assets.compute.errors import BatchJobFailed, RemoteJobLost
+from rosbag_assets.compute.errors import BatchJobFailed
 from rosbag_assets.compute.remote_client import RemoteJobClient
 
 TERMINAL = ("SUCCEEDED", "FAILED")
@@ -322,16 +322,9 @@ class PipesBatchClient(RemoteJobClient):
                 if not (is_transient(exc) or isinstance(exc, LookupError)):
                     raise
                 failures += 1
-                if failures > self.max_poll_errors:
-                    raise RemoteJobLost(
-                        f"AWS Batch job {job_id}: gave up following it after {failures} failed polls: {exc}"
-                    ) from exc
-                delay = min(60.0, self.poll_interval_s * 2**failures)
-                context.log.warning(
-                    f"[pipes] Batch job {job_id}: poll failed ({exc}); retry {failures} of "
-                    f"{self.max_poll_errors} in {delay:.1f}s"
+                time.sleep(
+                    self.poll_failed(context, f"AWS Batch job {job_id}", failures, exc, self.poll_interval_s)
                 )
-                time.sleep(delay)
                 continue
             if status in TERMINAL:
                 return job

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dagster import PipesClient, PipesContextInjector, PipesMessageReader
 from dagster._core.definitions.resource_annotation import TreatAsResourceParam
+
+from rosbag_assets.compute.errors import RemoteJobLost
 
 
 class RemoteJobClient(PipesClient, TreatAsResourceParam):
@@ -29,3 +33,16 @@ class RemoteJobClient(PipesClient, TreatAsResourceParam):
     @classmethod
     def _is_dagster_maintained(cls) -> bool:
         return False
+
+    def poll_failed(self, context: Any, job: str, failures: int, error: Exception, interval: float) -> float:
+        """After the `failures`-th failed poll in a row of `job`: give up with `RemoteJobLost` past
+        ``max_poll_errors``, else the (logged) seconds to back off before the next poll."""
+        if failures > self.max_poll_errors:
+            raise RemoteJobLost(
+                f"{job}: gave up following it after {failures} failed polls: {error}"
+            ) from error
+        delay = min(60.0, interval * 2**failures)
+        context.log.warning(
+            f"[pipes] {job}: poll failed ({error}); retry {failures} of {self.max_poll_errors} in {delay:.1f}s"
+        )
+        return delay

@@ -27,7 +27,7 @@ from dagster._core.pipes.utils import open_pipes_session
 
 from rosbag_assets.compute.attach import ResumableS3MessageReader, environment, identity_tags, resume_messages
 from rosbag_assets.compute.aws import aws_client, is_transient
-from rosbag_assets.compute.errors import RemoteJobLost, SageMakerJobFailed
+from rosbag_assets.compute.errors import SageMakerJobFailed
 from rosbag_assets.compute.remote_client import RemoteJobClient
 from rosbag_assets.compute.sagemaker_tuning import TuningProgress
 
@@ -305,15 +305,11 @@ class PipesSageMakerClient(RemoteJobClient):
                 if not is_transient(exc):
                     raise
                 failures += 1
-                if failures > self.max_poll_errors:
-                    raise RemoteJobLost(
-                        f"SageMaker {kind} job {name}: gave up following it after {failures} failed polls: {exc}"
-                    ) from exc
-                delay = min(60.0, self.poll_interval * 2**failures)
-                context.log.warning(
-                    f"SageMaker {kind} job {name}: poll failed ({exc}); retrying in {delay:.1f}s"
+                self._sleep(
+                    self.poll_failed(
+                        context, f"SageMaker {kind} job {name}", failures, exc, self.poll_interval
+                    )
                 )
-                self._sleep(delay)
                 continue
             if on_poll is not None:
                 on_poll(response)

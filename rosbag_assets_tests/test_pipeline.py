@@ -58,7 +58,10 @@ def test_whole_chain_on_sample_drive(small_sample_landing: Path, tmp_path: Path,
     config = {"object_labels": {"config": {"weights": str(shared("models", "yolo11n_int8.tflite"))}}}
     result = materialize(drive_assets, "sample", storage, mode, config)
     assert result.success
-    assert all(checks_of(result).values()) and len(checks_of(result)) == 11
+    declared = {f"{s.asset_key.to_user_string()}.{s.name}" for a in drive_assets for s in a.check_specs}
+    assert set(checks_of(result)) == declared and all(
+        checks_of(result).values()
+    )  # every check ran and passed
 
     local = LocalStorage(out)
     frames = read(local, "sample", "extracted_frames", "index.parquet")

@@ -100,7 +100,7 @@ def check_kill_and_rerun(
     tmp_path: Path, source: Storage, output: Storage, params: dict[str, Any], written: int = 5
 ) -> None:
     drive = params["drive"]
-    run_step({**params, "step": "raw_bags"})
+    run_step({**params, "step": "raw_bags", "options": None})  # the inventory takes no options
     run_step({**params, "step": "extracted_frames"})
     before = publish.current(output, f"{drive}/extracted_frames")
     good = snapshot(output, drive)

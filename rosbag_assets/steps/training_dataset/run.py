@@ -16,6 +16,7 @@ from rosbag_assets.io import frames, publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
 from rosbag_assets.steps.reviewed_labels import read_current
+from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.steps.training_dataset.build import build_dataset
 from rosbag_assets.steps.training_dataset.options import TrainingDatasetOptions
 
@@ -51,17 +52,12 @@ def _reviewed(output: Storage, drives: list[str]) -> tuple[pd.DataFrame | None, 
     return rows, {d: version for d, (_, version) in found.items()}
 
 
+@step_runner(TrainingDatasetOptions)
 def run_training_dataset(
-    *,
-    output: Storage,
-    options: dict[str, Any] | None = None,
-    run_id: str | None = None,
-    log: report.StepLog | None = None,
-    endpoint_url: str | None = None,
+    step: Step[TrainingDatasetOptions], endpoint_url: str | None = None
 ) -> report.StepResult:
     """Build the dataset `options.name` from `options.drives` (default: every drive with labels) and publish it."""
-    log = log or report.default_log()
-    opts = TrainingDatasetOptions.model_validate(dict(options or {}))
+    output, opts, log = step.output, step.options, step.log
     drives = opts.drives or published_drives(output, opts.frames_from)
     if not drives:
         raise ValueError(
@@ -81,7 +77,7 @@ def run_training_dataset(
 
     with tempfile.TemporaryDirectory(prefix="training-dataset-") as tmp:
         folder = Path(tmp) / "dataset"
-        draft = publish.begin(output, dataset_prefix(opts.name), run_id)
+        draft = publish.begin(output, dataset_prefix(opts.name), step.run_id)
         # Ground Truth / Label Studio reference images where they are published, not the build folder
         built_opts = (
             opts if opts.source_ref_prefix else opts.model_copy(update={"source_ref_prefix": draft.uri()})

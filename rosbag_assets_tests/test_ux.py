@@ -162,7 +162,13 @@ def test_raw_bags_timeline_picture_and_the_sensor_fingerprint_agree(
     inline = cv2.imdecode(np.frombuffer(out.read_bytes(small), np.uint8), cv2.IMREAD_COLOR)
     full_png = cv2.imdecode(np.frombuffer(out.read_bytes(full), np.uint8), cv2.IMREAD_COLOR)
     assert inline.shape[1] == report.INLINE_WIDTH < full_png.shape[1]
-    assert abs(inline.shape[0] / inline.shape[1] - full_png.shape[0] / full_png.shape[1]) < 0.01
+    # drawn for that width, not the full one scaled down (whose text would be 4 px high): rows stay tall
+    assert inline.shape[0] > 1.5 * full_png.shape[0] * report.INLINE_WIDTH / full_png.shape[1]
+    # any other picture is scaled down, keeping its aspect
+    wide = cv2.imencode(".jpg", np.full((300, 960, 3), 128, np.uint8))[1].tobytes()
+    report.picture(wide, "w", "d/a/wide.jpg", storage=LocalStorage(tmp_path / "wide"))
+    scaled = cv2.imread(str(tmp_path / "wide" / "d/a/wide.inline.jpg"))
+    assert scaled.shape[:2] == (100, report.INLINE_WIDTH)
     # a picture already narrow enough is linked as it is, without a copy
     narrow = cv2.imencode(".jpg", np.zeros((50, 200, 3), np.uint8))[1].tobytes()
     written = LocalStorage(tmp_path / "narrow")

@@ -23,7 +23,7 @@ from rosbag_assets.io.storage import Storage, redact
 from rosbag_assets.steps import report
 from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.vision.preview import png_bytes
-from rosbag_assets.vision.timeline import draw_timeline
+from rosbag_assets.vision.timeline import INLINE, draw_timeline
 
 IMAGE_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}
 
@@ -236,7 +236,12 @@ def run_raw_bags(step: Step, source: Storage) -> report.StepResult:
         "inventory": report.uri_value(uri),
         "drive_fingerprint": report.text(fingerprint),
         "timeline": report.picture(
-            timeline, f"{drive} topics over time", staging.key("timeline.png"), "image/png", staging.storage
+            timeline,
+            f"{drive} topics over time",
+            staging.key("timeline.png"),
+            "image/png",
+            staging.storage,
+            inline=png_bytes(draw_timeline(bag_table, rates, INLINE)),
         ),
         "bag_table": report.table(
             bag_table,

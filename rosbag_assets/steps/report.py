@@ -114,6 +114,7 @@ def picture(
     key: str | None = None,
     mime: str = "image/jpeg",
     storage: Writer | None = None,
+    inline: bytes | None = None,
 ) -> MetadataValue:
     """A picture in the asset's metadata.
 
@@ -122,13 +123,14 @@ def picture(
     root) has an http(s) address (`output_url`), the value is a short link and shows inline: a copy at most
     INLINE_WIDTH px wide (written beside the file through `storage`), which opens the full picture when
     clicked. Without an address the full picture is embedded as a data URI and opens from that button (a
-    dialog up to 80% of the window wide).
+    dialog up to 80% of the window wide). `inline` is a copy drawn for that width (same format) where scaling
+    the picture down would leave its text unreadable.
     """
     url = output_url(key) if key else None
     if url and key:
         shown = url
         if storage is not None:
-            small = fit_width(data, INLINE_WIDTH, mime)
+            small = inline if inline is not None else fit_width(data, INLINE_WIDTH, mime)
             if small is not data:
                 storage.write_bytes(inline_key(key), small)
                 shown = output_url(inline_key(key)) or url

@@ -2,31 +2,44 @@
 
 Drawn with OpenCV (no plotting library) from the binned counts `raw_bags` publishes (``rates.parquet``):
 each topic row is filled up to its rate relative to that topic's own peak, so a 1 Hz GPS and a 400 Hz IMU
-are both readable; the peak and mean rate are written at the right. At most 960 px wide so the Dagster UI
-shows it without scrolling.
+are both readable; the peak and mean rate are written at the right. `FULL` is the picture a click opens;
+`INLINE` is drawn for the asset page's metadata column (320 px): a 960-px drawing scaled down to that width
+has unreadable 4-px text, so the inline copy is drawn at its own size with fewer words instead.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
-WIDTH = 960
-LABEL_W = 250
-STATS_W = 150
-ROW_H = 20
-LANE_H = 16
-AXIS_H = 26
 MAX_TOPICS = 48
 SEGMENT_GAP = 8
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 BG, GRID, INK, DIM = (255, 255, 255), (225, 225, 225), (40, 40, 40), (120, 120, 120)
 _PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
             (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23)]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Sizes in pixels and the font scale of one drawing of the timeline."""
+
+    width: int = 960
+    label_w: int = 250
+    stats_w: int = 150  # 0: no peak / mean column
+    row_h: int = 20
+    lane_h: int = 16
+    axis_h: int = 26
+    font: float = 0.38
+
+
+FULL = Layout()
+INLINE = Layout(width=320, label_w=112, stats_w=0, row_h=15, lane_h=13, axis_h=20, font=0.34)
 
 
 def _text(img: np.ndarray, text: str, org: tuple[int, int], colour=INK, scale: float = 0.38) -> None:
@@ -116,23 +129,25 @@ def _lanes(spans: Sequence[tuple[int, int]]) -> list[int]:
 
 
 def draw_timeline(
-    bags: Sequence[dict[str, Any]], rates: Sequence[dict[str, Any]], width: int = WIDTH
+    bags: Sequence[dict[str, Any]], rates: Sequence[dict[str, Any]], layout: Layout = FULL
 ) -> np.ndarray:
     """BGR image of the drive's timeline.
 
     `bags`: dicts with ``bag``, ``start_ns``, ``end_ns`` (bags without messages are skipped);
     `rates`: dicts with ``bag``, ``topic``, ``start_ns``, ``bin_ns``, ``count`` (see `io.bag_index`).
     Bars show the message rate (all bags together) relative to the topic's own peak; the numbers at the
-    right are the topic's peak and mean rate within a bag.
+    right are the topic's peak and mean rate within a bag (not in a layout without that column).
     """
+    width, f = layout.width, layout.font
+    row_h, lane_h = layout.row_h, layout.lane_h
     spans = sorted(
         ((b["bag"], int(b["start_ns"]), int(b["end_ns"])) for b in bags if b.get("start_ns") is not None),
         key=lambda s: (s[1], s[0]),
     )
-    plot_x, plot_w = LABEL_W, width - LABEL_W - STATS_W
+    plot_x, plot_w = layout.label_w, width - layout.label_w - layout.stats_w
     if not spans:
         img = np.full((60, width, 3), BG, np.uint8)
-        _text(img, "no messages in any bag", (10, 35), DIM, 0.5)
+        _text(img, "no messages in any bag", (10, 35), DIM, f * 1.3)
         return img
     t0, t1 = spans[0][1], max(s[2] for s in spans)
     segments = _segments([(s[1], s[2]) for s in spans], plot_x, plot_w)
@@ -144,11 +159,11 @@ def draw_timeline(
     hidden = max(0, len(topics) - MAX_TOPICS)
     topics = topics[:MAX_TOPICS]
     lanes = _lanes([(s[1], s[2]) for s in spans])
-    top = 22
-    bag_h = (max(lanes) + 1) * LANE_H + 6
+    top = round(f * 58)
+    bag_h = (max(lanes) + 1) * lane_h + 6
     rows_top = top + bag_h
-    axis_y = rows_top + len(topics) * ROW_H
-    height = axis_y + AXIS_H + (16 if hidden else 0)
+    axis_y = rows_top + len(topics) * row_h
+    height = axis_y + layout.axis_h + (16 if hidden else 0)
     img = np.full((height, width, 3), BG, np.uint8)
     clock = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t0 / 1e9))
     what = f"{len(spans)} bag{'s' * (len(spans) != 1)}, {(t1 - t0) / 1e9:.1f} s from {clock}"
@@ -158,27 +173,28 @@ def draw_timeline(
             f"{len(spans)} bags in {len(segments)} separate recordings ({recorded:.1f} s, gaps cut out), "
             f"from {clock}"
         )
-    _text(img, what, (6, 15), INK, 0.42)
-    _text(img, "peak / mean rate", (plot_x + plot_w + 8, 15), DIM)
+    _text(img, _fit(what, width - 12, f * 1.1), (6, top - 7), INK, f * 1.1)
+    if layout.stats_w:
+        _text(img, "peak / mean rate", (plot_x + plot_w + 8, top - 7), DIM, f)
 
     for i in range(1, len(topics), 2):
         cv2.rectangle(
-            img, (0, rows_top + i * ROW_H), (width - 1, rows_top + (i + 1) * ROW_H - 1), (246,) * 3, -1
+            img, (0, rows_top + i * row_h), (width - 1, rows_top + (i + 1) * row_h - 1), (246,) * 3, -1
         )
-    _axis(img, segments, rows_top, axis_y)
-    _text(img, "bags", (6, top + LANE_H - 5), DIM)
+    _axis(img, segments, rows_top, axis_y, f * 0.9)
+    _text(img, "bags", (6, top + lane_h - 5), DIM, f)
     for (name, start, end), lane in zip(spans, lanes, strict=True):
         x0, x1 = _x(start, segments), _x(end, segments)
         x1 = max(x1, x0 + 2)
-        y = top + lane * LANE_H
-        cv2.rectangle(img, (x0, y + 2), (x1, y + LANE_H - 2), (232, 215, 190), -1)
-        cv2.rectangle(img, (x0, y + 2), (x1, y + LANE_H - 2), (160, 120, 70), 1)
-        _text(img, _fit(name, max(x1 - x0 - 6, 0), 0.34), (x0 + 3, y + LANE_H - 5), INK, 0.34)
+        y = top + lane * lane_h
+        cv2.rectangle(img, (x0, y + 2), (x1, y + lane_h - 2), (232, 215, 190), -1)
+        cv2.rectangle(img, (x0, y + 2), (x1, y + lane_h - 2), (160, 120, 70), 1)
+        _text(img, _fit(name, max(x1 - x0 - 6, 0), f * 0.9), (x0 + 3, y + lane_h - 4), INK, f * 0.9)
         for x in (x0, x1):
             cv2.line(img, (x, rows_top), (x, axis_y), (200, 170, 130), 1)
 
     for i, topic in enumerate(topics):
-        y = rows_top + i * ROW_H
+        y = rows_top + i * row_h
         rows = by_topic[topic]
         colour = _PALETTE[i % len(_PALETTE)]
         for seg in segments:
@@ -186,33 +202,35 @@ def draw_timeline(
             peak_px = float(hz.max()) if len(hz) else 0.0
             if peak_px <= 0:
                 continue
-            bars = np.round(hz / peak_px * (ROW_H - 4)).astype(int)
+            bars = np.round(hz / peak_px * (row_h - 4)).astype(int)
             for col in np.nonzero(bars)[0]:
                 x = seg[2] + int(col)
-                cv2.line(img, (x, y + ROW_H - 2), (x, y + ROW_H - 2 - int(bars[col])), colour, 1)
+                cv2.line(img, (x, y + row_h - 2), (x, y + row_h - 2 - int(bars[col])), colour, 1)
         peak = max(r["count"] / (r["bin_ns"] / 1e9) for r in rows)
         mean = sum(r["count"] for r in rows) / (
             sum(duration.get(b, 1) for b in {r["bag"] for r in rows}) / 1e9
         )
-        _text(img, _fit(topic, LABEL_W - 10), (6, y + ROW_H - 6))
-        _text(img, f"{_rate_label(peak)} / {_rate_label(mean)}", (plot_x + plot_w + 8, y + ROW_H - 6), DIM)
+        _text(img, _fit(topic, layout.label_w - 10, f), (6, y + row_h - 5), INK, f)
+        if layout.stats_w:
+            stats = f"{_rate_label(peak)} / {_rate_label(mean)}"
+            _text(img, stats, (plot_x + plot_w + 8, y + row_h - 5), DIM, f)
     if hidden:
-        _text(img, f"+{hidden} more topics not drawn (see topic_table)", (6, height - 5), DIM)
+        _text(img, f"+{hidden} more topics not drawn (see topic_table)", (6, height - 5), DIM, f)
     return img
 
 
-def _axis(img: np.ndarray, segments: Sequence[Segment], rows_top: int, axis_y: int) -> None:
+def _axis(img: np.ndarray, segments: Sequence[Segment], rows_top: int, axis_y: int, font: float) -> None:
     """Seconds from the start over one segment; each segment's start time when recordings are apart."""
     for _, _, xs, xe in segments:
         cv2.line(img, (xs, axis_y), (xe, axis_y), INK, 1)
     if len(segments) == 1:
         t0, t1, xs, xe = segments[0]
-        step = _tick_step((t1 - t0) / 1e9)
+        step = _tick_step((t1 - t0) / 1e9, 8 if xe - xs > 300 else 4)
         for k in range(int((t1 - t0) / 1e9 / step + 1e-9) + 1):
             x = xs + round(k * step * 1e9 / (t1 - t0) * (xe - xs))
             cv2.line(img, (x, rows_top), (x, axis_y), GRID, 1)
             cv2.line(img, (x, axis_y), (x, axis_y + 4), INK, 1)
-            _text(img, f"{k * step:g}s", (x - 8, axis_y + 17), DIM, 0.34)
+            _text(img, f"{k * step:g}s", (x - 8, axis_y + 15), DIM, font)
         return
     long = segments[-1][1] - segments[0][0] > 86_400e9
     free = 0
@@ -220,8 +238,8 @@ def _axis(img: np.ndarray, segments: Sequence[Segment], rows_top: int, axis_y: i
         cv2.line(img, (xs, axis_y), (xs, axis_y + 4), INK, 1)
         label = time.strftime("%Y-%m-%d" if long else "%H:%M:%S", time.gmtime(t0 / 1e9))
         if xs >= free:
-            _text(img, label, (xs, axis_y + 17), DIM, 0.34)
-            free = xs + cv2.getTextSize(label, FONT, 0.34, 1)[0][0] + 6
+            _text(img, label, (xs, axis_y + 15), DIM, font)
+            free = xs + cv2.getTextSize(label, FONT, font, 1)[0][0] + 6
 
 
 def _tick_step(span_s: float, ticks: int = 8) -> float:

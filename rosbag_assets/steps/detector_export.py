@@ -288,7 +288,7 @@ def run_detector_export(step: Step[DetectorExportOptions]) -> report.StepResult:
                     rel = p.relative_to(o.path.parent).as_posix()
                     output.upload_file(p, draft.key(rel))
                 files[o.format] = o.path.name
-        pictures = {}
+        pictures: dict[str, report.MetadataValue] = {}
         compared = parity_comparison(outcomes, class_names(data_yaml), opts)
         if compared is not None:  # written before commit: the picture (and its inline copy) is in the version
             fmt, data = compared

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import shared
@@ -33,6 +35,7 @@ from rosbag_assets.steps.extracted_frames import run_extracted_frames
 from rosbag_assets.steps.object_labels import run_object_labels
 from rosbag_assets.steps.raw_bags import run_raw_bags
 from rosbag_assets.steps.training_dataset.run import dataset_prefix, run_training_dataset
+from rosbag_assets.vision import training_curves
 from rosbag_assets.vision.weights import sha256_file
 
 IMGSZ = 320
@@ -139,6 +142,12 @@ def test_model_version_names_its_dataset_and_metrics(loop: Loop) -> None:
     assert check.metadata["tolerance"]["raw_value"] == SMOKE_TOLERANCE
     assert loop.model.metadata["published"]["raw_value"] is True
     assert any(line.startswith("epoch 1/1:") for line in loop.model_log)  # epochs streamed to the log
+    # the asset's picture: results.csv drawn, stored in the version; one epoch is a dot in each panel
+    assert "![" in loop.model.metadata["training_curves"]["raw_value"]
+    curves = _stored_picture(loop.out, model.key("training_curves.png"))
+    assert curves.shape == (training_curves.HEIGHT, training_curves.WIDTH, 3)
+    loss_plot = curves[training_curves.HEADER_H : training_curves.HEADER_H + training_curves.PLOT_H]
+    assert (np.abs(loss_plot.astype(int) - training_curves.TRAIN).sum(axis=2) < 40).sum() > 20
 
 
 @pytest.mark.slow
@@ -153,6 +162,17 @@ def test_export_is_onnx_with_parity_and_names_the_model(loop: Loop) -> None:
     # TFLite/TensorRT were not requested: reported (the asset declares them) as warnings, never blocking
     assert {checks["tflite_parity"].severity, checks["engine_parity"].severity} == {"WARN"}
     assert loop.export.metadata["published"]["raw_value"] is True
+    # the asset's picture: a parity image with PyTorch's boxes above and the ONNX model's below
+    assert "![" in loop.export.metadata["pytorch_vs_onnx"]["raw_value"]
+    picture = _stored_picture(loop.out, export.key("pytorch_vs_onnx.jpg"))
+    top, bottom = np.array_split(picture, 2)
+    assert picture.shape[1] == 640 and top.std() > 10 and bottom.std() > 10
+
+
+def _stored_picture(out: LocalStorage, key: str) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(out.read_bytes(key), np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None, key
+    return img
 
 
 @pytest.mark.slow

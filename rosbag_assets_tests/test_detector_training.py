@@ -33,7 +33,13 @@ from rosbag_assets.steps.detector_eval import (
 )
 from rosbag_assets.steps.detector_export import DetectorExportOptions, export_detector
 from rosbag_assets.steps.detector_model import DetectorModelOptions
-from rosbag_assets.steps.detector_parity import compare_predictions, parity_outcome, predict_boxes
+from rosbag_assets.steps.detector_parity import (
+    compare_predictions,
+    parity_outcome,
+    parity_picture,
+    predict_boxes,
+    telling_image,
+)
 from rosbag_assets.steps.detector_training import (
     AUGMENTATION_PRESETS,
     find_resume_checkpoint,
@@ -282,6 +288,32 @@ def test_box_matching_needs_same_class_and_iou_and_tolerates_the_threshold_edge(
     shifted = [np.array([[20, 10, 120, 60, 0.26, 2], [200, 50, 260, 170, 0.9, 1]], dtype=float)]
     report = compare_predictions(ref, shifted, conf=0.25, conf_slack=0.05, iou_min=0.9)
     assert report.matched == 0  # IoU 0.82 < 0.9, and the second box changed class
+
+
+def test_parity_picture_shows_both_models_boxes_on_the_most_telling_image() -> None:
+    import cv2
+    import numpy as np
+    from conftest import shared
+
+    from rosbag_assets.vision.preview import class_colour
+
+    image = sorted(shared("images", "bdd100k").glob("*.jpg"))[0]  # a 1280x720 dash-cam frame
+    car, person = [300, 300, 700, 560, 0.8, 2], [900, 200, 1000, 500, 0.7, 0]
+    busy = np.array([car, person, [100, 100, 200, 200, 0.9, 0]], dtype=float)
+    reference = [busy, np.array([car, person], dtype=float)]
+    candidate = [busy.copy(), np.array([person], dtype=float)]  # the export lost the car on image 1
+    i = telling_image(reference, candidate, conf=0.25, conf_slack=0.05, iou_min=0.9)
+    assert i == 1  # the disagreement, not the image with more (all matched) boxes
+    data = parity_picture(image, reference[i], candidate[i], {0: "person", 2: "car"}, "onnx", 0.25)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (720, 640, 3)  # two 640x360 frames, PyTorch above, ONNX below
+    orange = np.array(class_colour(2))
+
+    def car_edge(top: int) -> float:  # share of the car box's left edge (x = 300 / 2) drawn in the car colour
+        edge = img[top + 165 : top + 275, 148:153].astype(int)
+        return float((np.abs(edge - orange).sum(axis=2) < 80).any(axis=1).mean())
+
+    assert car_edge(0) > 0.8 and car_edge(360) < 0.2
 
 
 def test_a_failed_export_is_a_failing_check(tmp_path: Path) -> None:

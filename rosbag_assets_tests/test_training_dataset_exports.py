@@ -20,6 +20,7 @@ import pytest
 import yaml
 from training_dataset_data import Drives, read_cvat_export, real_images
 
+from rosbag_assets.steps import report
 from rosbag_assets.steps.training_dataset import (
     DatasetOutputError,
     DatasetResult,
@@ -227,7 +228,9 @@ def test_cvat_xml_is_strict_cvat_1_1_and_reads_back_in_a_cvat_reader(
         read_cvat_export(tmp_path / "broken.xml", built.out_dir / "images" / "train", built.class_names)
 
 
-def test_stats_previews_and_tables_describe_what_was_written(built: DatasetResult) -> None:
+def test_stats_previews_and_tables_describe_what_was_written(
+    built: DatasetResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # recount from the YOLO label files on disk, independently of the tables
     for row in built.stats.itertuples():
         cid = built.class_names.index(row.class_name)
@@ -245,9 +248,28 @@ def test_stats_previews_and_tables_describe_what_was_written(built: DatasetResul
     pd.testing.assert_frame_equal(
         pd.read_parquet(built.out_dir / "images.parquet"), built.images, check_dtype=False
     )
+    monkeypatch.delenv(report.OUTPUT_URL_ENV, raising=False)
     meta = built.metadata()
     assert meta["images"]["raw_value"] == len(built.images) and meta["preview_train"]["type"] == "md"
+    assert meta["preview_train"]["raw_value"].startswith("![train preview](data:image/jpeg;base64,")
     assert meta["per_class"]["raw_value"]["records"] == built.stats.to_dict("records")
+    # published and served: each split's preview shows in place, a 320 px copy beside it, linked to it
+    monkeypatch.setenv(report.OUTPUT_URL_ENV, "http://127.0.0.1:3001")
+    written: dict[str, bytes] = {}
+
+    class Written:
+        def write_bytes(self, key: str, data: bytes) -> None:
+            written[key] = data
+
+    meta = built.metadata(lambda rel: f"datasets/d/training_dataset/versions/v/{rel}", Written())
+    for split, rel in built.previews.items():
+        inline = f"datasets/d/training_dataset/versions/v/{report.inline_key(rel)}"
+        assert meta[f"preview_{split}"]["raw_value"] == (
+            f"[![{split} preview](http://127.0.0.1:3001/{inline})]"
+            f"(http://127.0.0.1:3001/datasets/d/training_dataset/versions/v/{rel})"
+        )
+        small = cv2.imdecode(np.frombuffer(written[inline], np.uint8), cv2.IMREAD_COLOR)
+        assert small.shape[1] == report.INLINE_WIDTH and small.std() > 10
 
 
 def test_a_dataset_is_never_written_over_another(drives: Drives, built: DatasetResult) -> None:

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import yaml
 from conftest import shared
@@ -9,6 +11,7 @@ from conftest import shared
 from rosbag_assets.demo.sample_drive import write_sample_drive
 from rosbag_assets.io import publish
 from rosbag_assets.io.storage import LocalStorage
+from rosbag_assets.steps import report
 from rosbag_assets.steps.extracted_frames import run_extracted_frames
 from rosbag_assets.steps.object_labels import run_object_labels
 from rosbag_assets.steps.raw_bags import run_raw_bags
@@ -16,7 +19,7 @@ from rosbag_assets.steps.training_dataset.run import dataset_prefix, run_trainin
 
 
 @pytest.mark.slow
-def test_sample_drive_becomes_a_published_dataset(tmp_path: Path) -> None:
+def test_sample_drive_becomes_a_published_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = shared("models", "yolo11n_int8.tflite")
     drive = tmp_path / "landing" / "sample"
     write_sample_drive(drive)
@@ -25,6 +28,7 @@ def test_sample_drive_becomes_a_published_dataset(tmp_path: Path) -> None:
     run_extracted_frames(drive="sample", source=LocalStorage(drive), output=out)
     run_object_labels(drive="sample", output=out, options={"weights": str(model), "max_frames": 40})
 
+    monkeypatch.setenv(report.OUTPUT_URL_ENV, "http://127.0.0.1:3001")  # the output root, served
     res = run_training_dataset(
         output=out,
         options={
@@ -44,6 +48,15 @@ def test_sample_drive_becomes_a_published_dataset(tmp_path: Path) -> None:
     assert {"bus", "person"} <= set(data["names"].values())
     images = list((tmp_path / "out").glob("datasets/cars/training_dataset/versions/*/images/train/*"))
     assert images and res.metadata["published"]["raw_value"] is True
+    # the split previews show in place: a 320 px copy in the published version, linked to the full sheet
+    preview = res.metadata["preview_train"]["raw_value"]
+    inline = version.key("preview_train.inline.jpg")
+    assert (
+        preview
+        == f"[![train preview](http://127.0.0.1:3001/{inline})](http://127.0.0.1:3001/{version.key('preview_train.jpg')})"
+    )
+    small = cv2.imdecode(np.frombuffer(out.read_bytes(inline), np.uint8), cv2.IMREAD_COLOR)
+    assert small.shape[1] == report.INLINE_WIDTH and small.std() > 10
 
     with pytest.raises(ValueError, match="no drive"):
         run_training_dataset(output=LocalStorage(tmp_path / "empty"), options={})

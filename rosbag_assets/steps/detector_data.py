@@ -74,6 +74,12 @@ def present_splits(data_yaml: Path) -> list[str]:
     return [s for s in ("val", "test") if data.get(s)]
 
 
+def class_names(data_yaml: Path) -> dict[int, str]:
+    """Class id -> name of a YOLO ``data.yaml`` (``names`` as a list or a mapping)."""
+    names = yaml.safe_load(Path(data_yaml).read_text()).get("names") or {}
+    return {int(k): str(v) for k, v in (names.items() if isinstance(names, dict) else enumerate(names))}
+
+
 def dataset_images(data_yaml: Path, split: str = "val", limit: int | None = None) -> list[Path]:
     """The image files of a YOLO dataset split (sorted), e.g. to check parity on validation images."""
     data = yaml.safe_load(Path(data_yaml).read_text())

@@ -7,6 +7,7 @@ on the dataset's validation images (`detector_parity`). ONNX parity blocks publi
 Formats: ONNX always (CPU; `detection.export_onnx`, the same cached export inference runs); TFLite when
 Ultralytics' LiteRT exporter's package (``litert-torch``) is installed; TensorRT only with CUDA and the
 ``tensorrt`` package. A format that cannot run here is *skipped* with the reason, never silently dropped.
+The version also holds ``pytorch_vs_onnx.jpg`` (the asset's picture): one parity image with both models' boxes.
 """
 
 from __future__ import annotations
@@ -27,13 +28,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rosbag_assets.io import publish
 from rosbag_assets.io.storage import join_key
 from rosbag_assets.steps import report
-from rosbag_assets.steps.detector_data import dataset_images, fetch_dataset, present_splits
+from rosbag_assets.steps.detector_data import class_names, dataset_images, fetch_dataset, present_splits
 from rosbag_assets.steps.detector_model import NAME_PATTERN, model_prefix
 from rosbag_assets.steps.detector_parity import (
+    FORMAT_NAMES,
     ParityReport,
     compare_predictions,
     parity_outcome,
+    parity_picture,
     predict_boxes,
+    telling_image,
 )
 from rosbag_assets.steps.runtime import configure_ultralytics
 from rosbag_assets.steps.step import Step, step_runner
@@ -93,6 +97,8 @@ class ExportOutcome:
     seconds: float = 0.0
     parity: ParityReport | None = None
     check: report.CheckOutcome | None = None  # exported: its parity; failed: a failing check; skipped: none
+    # exported: per parity image, the image with PyTorch's and the export's boxes (what the picture draws)
+    predictions: list[tuple[Path, np.ndarray, np.ndarray]] | None = None
 
 
 def _ultralytics_export(weights: Path, out_dir: Path, fmt: str, **kwargs: Any) -> Path:
@@ -188,8 +194,11 @@ def export_detector(
         check = parity_outcome(parity, fmt, options)
         log.info(check.description)
         outcomes.append(
-            ExportOutcome(fmt, "exported", path, seconds=round(seconds, 2), parity=parity, check=check)
-        )
+            ExportOutcome(
+                fmt, "exported", path, seconds=round(seconds, 2), parity=parity, check=check,
+                predictions=list(zip(images, reference, candidate, strict=True)),
+            )
+        )  # fmt: skip
     return outcomes
 
 
@@ -210,6 +219,23 @@ def exports_metadata(outcomes: Sequence[ExportOutcome]) -> dict[str, report.Meta
     columns = [("format", "string"), ("status", "string"), ("path", "string"), ("reason", "string"),
                ("seconds", "float"), ("recall", "float"), ("max_conf_delta", "float")]  # fmt: skip
     return {"exports": report.table(rows, columns)}
+
+
+def parity_comparison(
+    outcomes: Sequence[ExportOutcome], names: dict[int, str], options: DetectorExportOptions
+) -> tuple[str, bytes] | None:
+    """The format shown and `parity_picture` of it: ONNX (what object_labels runs), else the first exported
+    format; the parity image with the most disagreement, drawn from the boxes the check predicted."""
+    shown = sorted((o for o in outcomes if o.predictions), key=lambda o: o.format != "onnx")
+    if not shown:
+        return None
+    fmt, pairs = shown[0].format, shown[0].predictions or []
+    i = telling_image(
+        [r for _, r, _ in pairs], [c for _, _, c in pairs], conf=options.parity_conf,
+        conf_slack=options.parity_conf_slack, iou_min=options.parity_iou,
+    )  # fmt: skip
+    image, reference, candidate = pairs[i]
+    return fmt, parity_picture(image, reference, candidate, names, fmt, options.parity_conf)
 
 
 def export_prefix(dataset: str) -> str:
@@ -262,6 +288,13 @@ def run_detector_export(step: Step[DetectorExportOptions]) -> report.StepResult:
                     rel = p.relative_to(o.path.parent).as_posix()
                     output.upload_file(p, draft.key(rel))
                 files[o.format] = o.path.name
+        pictures: dict[str, report.MetadataValue] = {}
+        compared = parity_comparison(outcomes, class_names(data_yaml), opts)
+        if compared is not None:  # written before commit: the picture (and its inline copy) is in the version
+            fmt, data = compared
+            key = draft.write_bytes(f"pytorch_vs_{fmt}.jpg", data)
+            alt = f"{opts.dataset}: PyTorch vs {FORMAT_NAMES[fmt]} boxes"
+            pictures[f"pytorch_vs_{fmt}"] = report.picture(data, alt, key, storage=output)
     checks = export_checks(outcomes)
     rejected = report.blocking_failures(checks)
     manifest = {
@@ -279,6 +312,7 @@ def run_detector_export(step: Step[DetectorExportOptions]) -> report.StepResult:
         "model_version": report.text(model.version),
         "export_version": report.text(draft.version),
         "export_uri": report.uri_value(uri),
+        **pictures,
         **report.publication(uri, rejected),
     }
     return report.StepResult(metadata=metadata, checks=checks)

@@ -2,15 +2,17 @@
 
 It trains on a ``datasets/<dataset>/training_dataset`` version (`detector_training.train_detector`, epochs
 streamed to the log), evaluates fine-tuned against base (`detector_eval`) and publishes best.pt,
-metrics.json, results.csv and eval.json as a version of ``models/<dataset>/detector_model``: a model worse
-than its base is kept for inspection but never becomes current. In a SageMaker Training job the dataset
-comes from the ``dataset`` input channel, metrics are printed for the job's MetricDefinitions and the model
-files also go to ``/opt/ml/model`` (the job's model artefact); a tuning trial only trains
-(`run_detector_trial`), and the chosen trial's artefact is then evaluated and published (``trained_model``).
+metrics.json, results.csv, eval.json and training_curves.png (loss and mAP per epoch, the asset's picture) as
+a version of ``models/<dataset>/detector_model``: a model worse than its base is kept for inspection but never
+becomes current. In a SageMaker Training job the dataset comes from the ``dataset`` input channel, metrics
+are printed for the job's MetricDefinitions and the model files also go to ``/opt/ml/model`` (the job's model
+artefact); a tuning trial only trains (`run_detector_trial`), and the chosen trial's artefact is then
+evaluated and published (``trained_model``).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -38,10 +40,12 @@ from rosbag_assets.steps.detector_training import (
 )
 from rosbag_assets.steps.detector_tune import TUNE_SPACE
 from rosbag_assets.steps.step import Step, step_runner
+from rosbag_assets.vision.training_curves import training_curves_png
 from rosbag_assets.vision.weights import default_cache_dir, resolve_weights, sha256_file
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 MODEL_FILES = ("best.pt", "metrics.json", "results.csv")  # what training writes (and a model.tar.gz holds)
+CURVES = "training_curves.png"  # results.csv drawn: train/val loss, val mAP per epoch
 # Options a SageMaker tuning range may set (others are where/what to train, not how).
 TUNABLE_OPTIONS = ("epochs", "imgsz", "batch", "optimizer", "lr0", "augmentation", "patience", "seed")
 
@@ -217,6 +221,12 @@ def run_detector_model(step: Step[DetectorModelOptions], s3_client: Any = None) 
         draft = publish.begin(output, model_prefix(opts.dataset), step.run_id)
         for name in (*MODEL_FILES, "eval.json"):
             output.upload_file(work / "out" / name, draft.key(name))
+        with outcome.results_csv.open(newline="") as f:
+            curves = training_curves_png(list(csv.DictReader(f)))  # every epoch, across resumed attempts
+        draft.write_bytes(CURVES, curves)
+        picture = report.picture(  # its inline copy too is written before the version is sealed
+            curves, f"{opts.dataset}: loss and mAP per epoch", draft.key(CURVES), "image/png", output
+        )
         meta = outcome_metadata(outcome)
     checks = [check]
     rejected = report.blocking_failures(checks)
@@ -241,6 +251,7 @@ def run_detector_model(step: Step[DetectorModelOptions], s3_client: Any = None) 
         "model_version": report.text(draft.version),
         "model_uri": report.uri_value(uri),
         "best_pt": report.uri_value(draft.uri("best.pt")),
+        "training_curves": picture,
         **report.publication(uri, rejected),
     }
     return report.StepResult(metadata=metadata, checks=checks)

@@ -4,11 +4,14 @@ Boxes are matched one-to-one by class and IoU; the check reports the recall of t
 (and of the export's boxes in PyTorch's), plus the largest confidence difference of a matched pair. Reference
 boxes are those at ``conf`` or above; the other side may match with a box down to ``conf - conf_slack``, so a
 box whose score sits right at the threshold (0.2501 vs 0.2499) does not count as missing.
+
+`parity_picture` shows one parity image with both models' boxes, one above the other, so a person sees what
+the numbers say; it draws the boxes the check already predicted (no extra inference).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +20,7 @@ import numpy as np
 
 from rosbag_assets.steps import report
 from rosbag_assets.steps.runtime import configure_ultralytics
+from rosbag_assets.vision import preview
 from rosbag_assets.vision.detection import _precision_kwargs
 
 if TYPE_CHECKING:
@@ -158,3 +162,57 @@ def parity_outcome(parity: ParityReport, fmt: str, options: DetectorExportOption
             "conf": report.number(options.parity_conf),
         },
     )
+
+
+FORMAT_NAMES = {"onnx": "ONNX", "tflite": "TFLite", "engine": "TensorRT"}
+PICTURE_WIDTH = 640  # two frames stacked; the UI's 320 px inline copy shows each as a contact-sheet tile
+
+
+def telling_image(
+    reference: Sequence[np.ndarray],
+    candidate: Sequence[np.ndarray],
+    *,
+    conf: float,
+    conf_slack: float,
+    iou_min: float,
+) -> int:
+    """The parity image most worth a look: the one with most unmatched boxes (either way), else most boxes."""
+
+    def score(i: int) -> tuple[int, int]:
+        r = compare_predictions(
+            [reference[i]], [candidate[i]], conf=conf, conf_slack=conf_slack, iou_min=iou_min
+        )
+        unmatched_back = (
+            round(r.candidate_boxes * (1 - r.reverse_recall)) if r.reverse_recall is not None else 0
+        )
+        return r.reference_boxes - r.matched + unmatched_back, r.reference_boxes
+
+    return max(range(len(reference)), key=score)
+
+
+def _rows(boxes: np.ndarray, names: Mapping[int, str], conf: float) -> list[dict]:
+    """`preview.draw_boxes` rows of the boxes at `conf` or above."""
+    return [
+        {"x1": b[0], "y1": b[1], "x2": b[2], "y2": b[3], "class_id": int(b[5]),
+         "class_name": names.get(int(b[5]), str(int(b[5]))), "confidence": float(b[4])}
+        for b in boxes[boxes[:, 4] >= conf]
+    ]  # fmt: skip
+
+
+def parity_picture(
+    image: Path, reference: np.ndarray, candidate: np.ndarray, names: Mapping[int, str], fmt: str, conf: float
+) -> bytes:
+    """JPEG of `image` twice: PyTorch's boxes above, the `fmt` export's below (boxes at `conf` or above)."""
+    frame = preview.thumbnail(Path(image).read_bytes())
+    pytorch, exported = _rows(reference, names, conf), _rows(candidate, names, conf)
+
+    def boxes(rows: list[dict]) -> str:
+        return f"{len(rows)} box{'' if len(rows) == 1 else 'es'}"
+
+    tiles = [
+        preview.caption(preview.draw_boxes(frame, pytorch), f"PyTorch: {boxes(pytorch)} at conf >= {conf:g}"),
+        preview.caption(
+            preview.draw_boxes(frame, exported), f"{FORMAT_NAMES.get(fmt, fmt)}: {boxes(exported)}"
+        ),
+    ]
+    return preview.jpeg_bytes(preview.contact_sheet(tiles, columns=1, tile_width=PICTURE_WIDTH), quality=85)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 
 import cv2
@@ -128,8 +127,3 @@ def png_bytes(img: np.ndarray) -> bytes:
     if not ok:
         raise ValueError("could not encode the picture")
     return buf.tobytes()
-
-
-def markdown_image(data: bytes, alt: str = "preview") -> str:
-    """Markdown that shows a JPEG inline in the Dagster UI's metadata panel."""
-    return f"![{alt}](data:image/jpeg;base64,{base64.b64encode(data).decode()})"

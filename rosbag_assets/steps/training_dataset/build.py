@@ -24,7 +24,6 @@ from rosbag_assets.steps.training_dataset.select import FRAME_KEY, select_boxes
 from rosbag_assets.steps.training_dataset.split import SplitReport, assign_splits
 from rosbag_assets.steps.training_dataset.stats import class_stats, split_totals, write_previews
 from rosbag_assets.steps.training_dataset.yolo import write_yolo
-from rosbag_assets.vision.preview import markdown_image
 
 IMAGE_COLUMNS = [
     "image_id",
@@ -85,8 +84,14 @@ class DatasetResult:
             "previews": self.previews,
         }
 
-    def metadata(self) -> dict[str, report.MetadataValue]:
-        """Dagster metadata (Pipes wire format) for the materialization."""
+    def metadata(
+        self, key: Callable[[str], str] | None = None, storage: report.Writer | None = None
+    ) -> dict[str, report.MetadataValue]:
+        """Dagster metadata (Pipes wire format) for the materialization.
+
+        `key` maps a file of the folder to its key under the output root once published, and `storage` writes
+        there: the previews then show in place at the UI's inline width (`report.picture`), not embedded.
+        """
         meta = {
             "images": report.integer(len(self.images)),
             "boxes": report.integer(len(self.boxes)),
@@ -107,7 +112,8 @@ class DatasetResult:
         }
         for split, rel in self.previews.items():
             data = (self.out_dir / rel).read_bytes()
-            meta[f"preview_{split}"] = report.md(markdown_image(data, f"{split} preview"))
+            stored = key(rel) if key else None
+            meta[f"preview_{split}"] = report.picture(data, f"{split} preview", stored, storage=storage)
         return meta
 
 

@@ -86,7 +86,8 @@ def run_training_dataset(
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             draft.renew_lease()
             output.upload_file(path, draft.key(path.relative_to(folder).as_posix()))
-        built = result.metadata()  # reads the preview sheets: before the folder goes
+        # reads the preview sheets before the folder goes; their inline copies go in before the commit
+        built = result.metadata(draft.key, output)
     train = result.images[result.images["split"] == "train"] if len(result.images) else result.images
     checks = [
         report.CheckOutcome(

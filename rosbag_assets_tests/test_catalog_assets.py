@@ -158,6 +158,9 @@ def test_foxglove_mcap_reads_back(chain):
     index = frames.read_parquet("index.parquet")
     assert counts[sd.FRONT_TOPIC] == (index["topic"] == sd.FRONT_TOPIC).sum() > 0  # every frame, none lost
     assert counts[f"{sd.FRONT_TOPIC}/objects"] == counts[sd.FRONT_TOPIC] and _raw(result, "boxes") > 0
+    frame = cv2.imread(str(path.with_name("frame.jpg")))  # the picture: a labelled frame, 640 px wide
+    assert frame is not None and frame.shape == (360, 640, 3)  # the sample's 640x360 frames
+    assert _raw(result, "frame").startswith(f"![{DRIVE} /camera/")
 
 
 def test_topic_tables_of_a_real_bag_match_the_inventory(tmp_path):

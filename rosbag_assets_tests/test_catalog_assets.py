@@ -25,6 +25,7 @@ from rosbag_assets.steps.catalog.run import catalog_versions
 from rosbag_assets.steps.entrypoint import run_step
 from rosbag_assets.steps.search import search
 from rosbag_assets.steps.topic_tables.run import read_topic_tables
+from rosbag_assets.vision import topic_rows
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 YOLO = DATA / "models" / "yolo11n_int8.tflite"
@@ -157,6 +158,9 @@ def test_foxglove_mcap_reads_back(chain):
     index = frames.read_parquet("index.parquet")
     assert counts[sd.FRONT_TOPIC] == (index["topic"] == sd.FRONT_TOPIC).sum() > 0  # every frame, none lost
     assert counts[f"{sd.FRONT_TOPIC}/objects"] == counts[sd.FRONT_TOPIC] and _raw(result, "boxes") > 0
+    frame = cv2.imread(str(path.with_name("frame.jpg")))  # the picture: a labelled frame, 640 px wide
+    assert frame is not None and frame.shape == (360, 640, 3)  # the sample's 640x360 frames
+    assert _raw(result, "frame").startswith(f"![{DRIVE} /camera/")
 
 
 def test_topic_tables_of_a_real_bag_match_the_inventory(tmp_path):
@@ -177,6 +181,11 @@ def test_topic_tables_of_a_real_bag_match_the_inventory(tmp_path):
     written = pd.Series({t: tab.num_rows for t, tab in tables.items()}, dtype=int)
     assert written.sort_index().to_dict() == non_image.groupby("topic")["count"].sum().sort_index().to_dict()
     assert _raw(result, "published")
+    # the picture: one row per topic (all fit), stored in the published version
+    version, _ = publish.require_current(out, f"{drive}/topic_tables")
+    picture = cv2.imread(version.uri("rows.png"))
+    assert _raw(result, "rows_over_time").startswith(f"![{drive} rows per topic over time](data:image/png")
+    assert picture.shape == (topic_rows.TITLE_H + len(written) * topic_rows.ROW_H + topic_rows.AXIS_H, 640, 3)
 
 
 @pytest.mark.slow

@@ -381,6 +381,7 @@ def test_catalog_step_reloads_changed_drives_and_drops_gone_ones(tmp_path: Path,
     first = run_catalog(output=out)
     assert raw(first, "drives_updated") == 3 and raw(first, "drives_total") == 3
     assert all(c.passed for c in first.checks)
+    _assert_overview(first, tmp_path / "out" / "catalog" / "overview.png", db)
     d2_loaded = updated_at("d2")
     # a new labels version of d1 only: d1 is reloaded, d2 is not touched
     publish_drive(out, "d1", {"labels": tables["d1"]["labels"].head(7)}, assets=("object_labels",))
@@ -436,3 +437,28 @@ def test_search_starts_without_pandas_or_opencv() -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _assert_overview(result, path: Path, db: Path) -> None:
+    """The catalog's picture: one row per drive, latest recorded first, each with its class-coloured bar."""
+    import cv2
+
+    from rosbag_assets.steps.catalog.run import overview_rows
+    from rosbag_assets.vision import catalog_chart as chart
+
+    assert result.metadata["overview"]["raw_value"].startswith("![drives in the catalog](data:image/png")
+    shown = overview_rows(db, 10)
+    assert [d["drive"] for d in shown] == ["d3", "d2", "d1"]  # started 2 h, 1 h, 0 h after EPOCH
+    assert [d["duration_s"] for d in shown] == [10.0] * 3
+    labels = dict(rows(db, "SELECT drive, count(*) FROM labels GROUP BY drive"))
+    assert {d["drive"]: sum(n for _, n in d["classes"].values()) for d in shown} == labels
+    assert shown[0]["classes"]["person"][0] == 0
+    picture = cv2.imread(str(path))
+    assert picture.shape == (chart.TITLE_H + chart.LEGEND_H + 3 * chart.ROW_H + chart.MARGIN, 640, 3)
+    for i in range(3):
+        bar = picture[chart.TITLE_H + chart.LEGEND_H + i * chart.ROW_H + chart.ROW_H // 2, chart.NAME_W :]
+        assert (bar.astype(int).max(axis=1) - bar.min(axis=1) > 60).sum() > 20  # coloured, not grey
+    # bounded: only the latest few are queried and drawn, however many the catalog holds
+    assert [d["drive"] for d in overview_rows(db, 2)] == ["d3", "d2"]
+    two = chart.draw_catalog_overview(overview_rows(db, 2), total=5000)
+    assert two.shape[0] == chart.TITLE_H + chart.LEGEND_H + 2 * chart.ROW_H + chart.MARGIN

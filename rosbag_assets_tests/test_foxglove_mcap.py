@@ -6,13 +6,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import SHARED_DATA
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from mcap.reader import make_reader
 
+from rosbag_assets.io.foxglove_annotations import class_rgb
 from rosbag_assets.io.foxglove_mcap import FoxgloveExportError, write_foxglove_mcap
+from rosbag_assets.vision.foxglove_frame import draw_foxglove_frame
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
@@ -261,3 +265,28 @@ def test_png_frames_and_bad_input(tmp_path: Path) -> None:
             lambda row: b"",
             timeline=pd.DataFrame({"time_ns": [T0], "note": ["x"]}),
         )
+
+
+def test_the_frame_with_most_annotations_is_kept_and_drawn_as_foxglove_shows_it(tmp_path: Path) -> None:
+    d = _drive()
+    export = write_foxglove_mcap(
+        tmp_path / "drive.mcap", d["frames"], _read_blob, objects=d["objects"], lanes=d["lanes"]
+    )
+    sample = export.sample
+    assert sample is not None  # front frame 1: two boxes and two lanes, more than any other frame
+    assert (sample.topic, sample.stamp_ns) == ("/front/image", T0 + 100 * MS)
+    assert sample.data == d["frames"]["blob"][1]
+    assert [b["class_name"] for b in sample.boxes] == ["car", "person"] and len(sample.lanes) == 2
+    picture = draw_foxglove_frame(sample.data, sample.topic, sample.stamp_ns, sample.boxes, sample.lanes)
+    frame = cv2.imdecode(np.frombuffer(sample.data, np.uint8), cv2.IMREAD_COLOR)
+    k = 640 / frame.shape[1]
+    assert picture.shape == (round(frame.shape[0] * k), 640, 3)
+    # the car's box in the colour its ImageAnnotations carry, along its left edge below the tag
+    car_bgr = np.array(class_rgb(sample.boxes[0])[::-1]) * 255
+    edge = picture[round(150 * k) : round(215 * k), round(10 * k)].astype(float)
+    assert np.abs(edge - car_bgr).max(axis=1).mean() < 40
+    # the right lane (blue in Foxglove; drawn over the left one, which has the same points here)
+    right = picture[round(550.5 * k), round(250.5 * k)].astype(int)
+    assert right[0] > 150 and right[2] < 120
+    strip = picture[-30:]  # the caption: white text on black
+    assert 0.7 < (strip.max(axis=2) < 30).mean() < 0.98 and (strip.min(axis=2) > 220).any()

@@ -31,6 +31,8 @@ from rosbag_assets.steps.topic_tables import (
 from rosbag_assets.steps.topic_tables import batch as batch_module
 from rosbag_assets.steps.topic_tables.batch import TopicBuffer
 from rosbag_assets.steps.topic_tables.plan import build_plan
+from rosbag_assets.vision import topic_rows
+from rosbag_assets.vision.topic_rows import draw_topic_rows
 
 IMU = "sensor_msgs/msg/Imu"
 TURTLE_POSE_MSG = "float32 x\nfloat32 y\nfloat32 theta\nfloat32 linear_velocity\nfloat32 angular_velocity\n"
@@ -379,6 +381,21 @@ def test_a_drive_of_several_bags_reads_back_as_one_table_per_topic(tmp_path: Pat
     assert meta["rows"]["raw_value"] == 2 * 1344 + 26
     assert meta["skipped_messages"]["raw_value"] == 1173
     assert len(meta["per_table"]["raw_value"]["records"]) == 6
+    # rows over time, counted while writing: every written row in one bin, each bag's span its log times
+    binned: dict[str, int] = {}
+    for row in summary.rate_rows():
+        binned[row["topic"]] = binned.get(row["topic"], 0) + row["count"]
+    assert binned == summary.rows_per_topic()
+    spans = {s["bag"]: (s["start_ns"], s["end_ns"]) for s in summary.bag_spans()}
+    times = pd.concat(
+        pd.read_parquet(f)["log_time_ns"] for f in (tmp_path / "out").glob("*/rosbagjs_example.bag.parquet")
+    )
+    assert spans["rosbagjs_example.bag"] == (times.min(), times.max()) and len(spans) == 3
+    picture = draw_topic_rows(summary.bag_spans(), summary.rate_rows(), "rows")
+    assert picture.shape == (topic_rows.TITLE_H + 2 * topic_rows.ROW_H + topic_rows.AXIS_H, 640, 3)
+    for i, share in enumerate((0.01, 0.3)):  # /rosout's 26 messages draw a few bars, the pose a long band
+        row = picture[topic_rows.TITLE_H + i * topic_rows.ROW_H :][: topic_rows.ROW_H].astype(int)
+        assert (row.max(axis=2) - row.min(axis=2) > 20).mean() > share  # coloured: not white or grey
 
 
 def test_fieldless_messages_and_topics_that_share_a_folder_name(tmp_path: Path) -> None:

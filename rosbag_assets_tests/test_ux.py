@@ -28,6 +28,7 @@ from rosbag_assets.io.drives import find_bags, scan_landing_root
 from rosbag_assets.io.storage import LocalStorage
 from rosbag_assets.steps import progress, report
 from rosbag_assets.steps.entrypoint import run_step
+from rosbag_assets.vision import topic_rows
 from rosbag_assets.vision.timeline import _segments, draw_timeline
 
 
@@ -222,6 +223,16 @@ def test_drive_report_is_published_and_says_what_is_missing(
     assert any("object_labels is not published yet" in w for w in log.warnings)
     assert page.count("<img") == 1 + 2 * 6  # the timeline and six frames of each camera topic
     assert "/camera/front/image_raw" in page and "Lanes" in page and "not published yet" in page
+    # the thumbnail: 2 x 2 frames (each topic's first, then later ones), the topic chart below
+    version = tmp_path / "out" / "sample" / "report" / "versions" / manifest["version"]
+    thumb = cv2.imread(str(version / "thumbnail.jpg"))
+    assert res.metadata["thumbnail"]["raw_value"].startswith("![sample report](data:image/jpeg;base64,")
+    raw, _ = publish.require_current(out, "sample/raw_bags")
+    topics = min(raw.read_parquet("rates.parquet")["topic"].nunique(), topic_rows.MAX_TOPICS)
+    chart_h = topic_rows.TITLE_H + topics * topic_rows.ROW_H + topic_rows.AXIS_H
+    frames_h = thumb.shape[0] - chart_h
+    assert thumb.shape[1] == 640 and frames_h == 2 * round(360 * 320 / 640)  # the sample's 640x360 frames
+    assert thumb[:frames_h].std() > 20 and thumb[frames_h + topic_rows.TITLE_H :].mean() > 150
 
 
 def test_definitions_describe_and_wire_the_report() -> None:

@@ -51,6 +51,18 @@ class FoxgloveExportError(ValueError):
 
 
 @dataclass
+class SampleFrame:
+    """The written frame with the most annotations (the first one when none has any), as the step's
+    picture: kept while writing, so showing it reads nothing again."""
+
+    topic: str
+    stamp_ns: int
+    data: bytes
+    boxes: list[dict[str, Any]]
+    lanes: list[dict[str, Any]]
+
+
+@dataclass
 class FoxgloveExport:
     """What `write_foxglove_mcap` wrote."""
 
@@ -63,6 +75,7 @@ class FoxgloveExport:
     unmatched_labels: int = 0  # label rows whose frame is not among `frames` at all (labels of other frames)
     start_ns: int | None = None
     end_ns: int | None = None
+    sample: SampleFrame | None = None
 
 
 def write_foxglove_mcap(
@@ -177,14 +190,16 @@ def _frame_messages(
             image = CompressedImage(timestamp=timestamp(stamp), frame_id=topic, data=bytes(data), format=fmt)
             channels.log(topic, images, image, stamp)
             key = keyer(row)
+            found_boxes, found_lanes = boxes.get(key, []), polylines.get(key, [])
             if objects_df is not None:
-                found = boxes.get(key, [])
-                export.boxes += len(found)
-                channels.log(f"{topic}/objects", annotations, box_annotations(found, stamp), stamp)
+                export.boxes += len(found_boxes)
+                channels.log(f"{topic}/objects", annotations, box_annotations(found_boxes, stamp), stamp)
             if lanes_df is not None:
-                found = polylines.get(key, [])
-                export.lanes += len(found)
-                channels.log(f"{topic}/lanes", annotations, lane_annotations(found, stamp), stamp)
+                export.lanes += len(found_lanes)
+                channels.log(f"{topic}/lanes", annotations, lane_annotations(found_lanes, stamp), stamp)
+            shown = len(found_boxes) + len(found_lanes)
+            if export.sample is None or shown > len(export.sample.boxes) + len(export.sample.lanes):
+                export.sample = SampleFrame(topic, stamp, bytes(data), found_boxes, found_lanes)
 
         yield stamp, 0, emit
 

@@ -18,9 +18,11 @@ from rosbag_assets.io import publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
 from rosbag_assets.steps.step import Step, step_runner
+from rosbag_assets.vision import preview
 
 REPORT_DIR = "report"
 FRAMES_PER_TOPIC = 6
+THUMBNAIL_FRAMES = 4
 UPSTREAM = ("raw_bags", "extracted_frames", "object_labels", "lane_labels")
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1000px;color:#222;padding:0 12px}
@@ -93,9 +95,14 @@ def _counts_table(counts: dict[str, int], label: str) -> str:
 
 
 def _frames_section(
-    output: Storage, frames: tuple[publish.Version, dict[str, Any]], labels: Any, lanes: Any
+    output: Storage,
+    frames: tuple[publish.Version, dict[str, Any]],
+    labels: Any,
+    lanes: Any,
+    firsts: list[tuple[Any, str]],
 ) -> tuple[str, dict[str, Any]]:
-    """Frames spread evenly over each camera topic, with their object boxes and lanes drawn."""
+    """Frames spread evenly over each camera topic, with their object boxes and lanes drawn; the first
+    drawn frames (each topic's first before any second one) go to `firsts`, for the thumbnail."""
     import numpy as np
 
     from rosbag_assets.io.frames import read_frame_bytes
@@ -106,6 +113,7 @@ def _frames_section(
     index = version.read_parquet("index.parquet")
     parts = ["<h2>Frames</h2>", _counts_table(index.groupby("topic").size().to_dict(), "topic (frames)")]
     shown = 0
+    later: list[tuple[Any, str]] = []
     for topic, rows in index.groupby("topic", sort=True):
         picks = np.unique(np.linspace(0, len(rows) - 1, min(FRAMES_PER_TOPIC, len(rows))).round().astype(int))
         figures = []
@@ -129,16 +137,35 @@ def _frames_section(
                 )
             small = preview.contact_sheet([img], columns=1, tile_width=320)
             stamp = time.strftime("%H:%M:%S", time.gmtime(row["stamp_ns"] / 1e9))
+            pick = firsts if not figures or all("<figure class" in f for f in figures) else later
+            if len(pick) < THUMBNAIL_FRAMES:
+                pick.append((small, str(topic)))
             caption = f"{stamp}.{row['stamp_ns'] % 1_000_000_000 // 1_000_000:03d} · {row['bag']}"
             picture = _img(preview.jpeg_bytes(small), key)
             figures.append(f"<figure>{picture}<figcaption>{html.escape(caption)}</figcaption></figure>")
             shown += 1
         parts.append(f"<h3>{html.escape(topic)}</h3><div class='grid'>{''.join(figures)}</div>")
+    firsts += later[: max(0, THUMBNAIL_FRAMES - len(firsts))]
     return "\n".join(parts), {"frames": len(index), "frames_shown": shown}
 
 
-def build_report(output: Storage, drive: str) -> tuple[str, dict[str, Any]]:
-    """The HTML page of `drive` from whatever is published, and a summary of what it holds."""
+def _topic_chart(version: publish.Version, drive: str) -> Any:
+    """The drive's messages per topic over time (from `raw_bags`' rates), readable at 320 px."""
+    from rosbag_assets.vision.topic_rows import draw_topic_rows
+
+    if not version.storage.exists(version.key("rates.parquet")):
+        return None
+    bags = version.read_parquet("bags.parquet").dropna(subset=["start_ns"]).to_dict("records")
+    rates = version.read_parquet("rates.parquet").to_dict("records")
+    return draw_topic_rows(bags, rates, f"{drive}: messages per topic over time")
+
+
+def build_report(
+    output: Storage, drive: str, thumbnail: list[Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The HTML page of `drive` from whatever is published, and a summary of what it holds. Given a list as
+    `thumbnail`, a picture of the page (first frames and topic chart, BGR) is appended to it."""
+    firsts: list[tuple[Any, str]] = []
     current = _current(output, drive)
     summary: dict[str, Any] = {"sources": {a: (v[1]["version"] if v else None) for a, v in current.items()}}
     sections = []
@@ -175,7 +202,7 @@ def build_report(output: Storage, drive: str) -> tuple[str, dict[str, Any]]:
         )
         summary["lanes"] = len(lanes)
     if current["extracted_frames"]:
-        text, info = _frames_section(output, current["extracted_frames"], labels, lanes)
+        text, info = _frames_section(output, current["extracted_frames"], labels, lanes, firsts)
         sections.append(text)
         summary.update(info)
     sources = "".join(
@@ -191,6 +218,11 @@ def build_report(output: Storage, drive: str) -> tuple[str, dict[str, Any]]:
         + "</body></html>"
     )
     summary["missing"] = missing
+    if thumbnail is not None:
+        from rosbag_assets.vision.report_thumbnail import report_thumbnail
+
+        chart = _topic_chart(current["raw_bags"][0], drive) if current["raw_bags"] else None
+        thumbnail.append(report_thumbnail(firsts, chart))
     return page, summary
 
 
@@ -198,7 +230,8 @@ def build_report(output: Storage, drive: str) -> tuple[str, dict[str, Any]]:
 def run_drive_report(step: Step) -> report.StepResult:
     """Build the drive's HTML report and publish it under ``<drive>/report/``."""
     drive, output, log = step.drive, step.output, step.log
-    page, summary = build_report(output, drive)
+    pictures: list[Any] = []
+    page, summary = build_report(output, drive, pictures)
     if len(summary["missing"]) == len(UPSTREAM):
         raise FileNotFoundError(f"{output.uri(drive)}: nothing is published for drive {drive!r} yet")
     for asset in summary["missing"]:
@@ -207,6 +240,8 @@ def run_drive_report(step: Step) -> report.StepResult:
     staging = step.begin(REPORT_DIR)
     data = page.encode()
     staging.write_bytes("index.html", data)
+    thumbnail = preview.jpeg_bytes(pictures[0], quality=85)
+    staging.write_bytes("thumbnail.jpg", thumbnail)
     uri = staging.commit({"drive": drive, **summary})
     latest_key = join_key(prefix, "index.html")
     output.write_bytes(latest_key, data)  # a stable address for bookmarks: the page of the current version
@@ -215,6 +250,9 @@ def run_drive_report(step: Step) -> report.StepResult:
     metadata = {
         "report": report.url(link) if link else report.uri_value(output.uri(latest_key)),
         "report_version": report.uri_value(staging.uri("index.html")),
+        "thumbnail": report.picture(
+            thumbnail, f"{drive} report", staging.key("thumbnail.jpg"), storage=staging.storage
+        ),
         "page_mb": report.number(len(data) / 1e6, digits=2),
         "frames_shown": report.integer(summary.get("frames_shown", 0)),
         "sources": report.json_value(summary["sources"]),

@@ -1,7 +1,8 @@
 """The `foxglove` step: a drive as one MCAP that Foxglove opens as it is (`io.foxglove_mcap`).
 
 Reads the committed frames, object and lane labels, scenes and timeline of a drive and publishes
-``<drive>/foxglove/versions/<id>/drive.mcap``. The MCAP is written to a local temporary file first (the writer
+``<drive>/foxglove/versions/<id>/drive.mcap``, with ``frame.jpg``: the frame with the most annotations as
+Foxglove shows it (kept while writing, not read again). The MCAP is written to a local temporary file first (the writer
 needs a seekable file) and then uploaded, so it works the same for local and S3 outputs.
 """
 
@@ -19,6 +20,8 @@ from rosbag_assets.io.foxglove_mcap import write_foxglove_mcap
 from rosbag_assets.io.storage import join_key
 from rosbag_assets.steps import report
 from rosbag_assets.steps.step import Step, step_runner
+from rosbag_assets.vision import preview
+from rosbag_assets.vision.foxglove_frame import draw_foxglove_frame
 
 
 class FoxgloveOptions(BaseModel):
@@ -67,6 +70,12 @@ def run_foxglove(step: Step[FoxgloveOptions]) -> report.StepResult:
         )
         staging.renew_lease()
         output.upload_file(path, staging.key("drive.mcap"))
+    sample = export.sample
+    picture = None
+    if sample is not None:  # the frame with the most annotations, as Foxglove's Image panel shows it
+        frame = draw_foxglove_frame(sample.data, sample.topic, sample.stamp_ns, sample.boxes, sample.lanes)
+        picture = preview.jpeg_bytes(frame, quality=85)
+        staging.write_bytes("frame.jpg", picture)
     log.info(f"foxglove {drive}: {export.bytes} bytes, {sum(export.messages.values())} messages")
     uri = staging.commit(
         {"drive": drive, "upstream": versions, "bytes": export.bytes, "messages": export.messages}
@@ -86,6 +95,10 @@ def run_foxglove(step: Step[FoxgloveOptions]) -> report.StepResult:
         "unmatched_labels": report.integer(export.unmatched_labels),
         "elapsed_s": step.elapsed(),
     }
+    if picture is not None and sample is not None:
+        metadata["frame"] = report.picture(
+            picture, f"{drive} {sample.topic} in Foxglove", staging.key("frame.jpg"), storage=staging.storage
+        )
     if link:
         metadata["open_in_foxglove"] = report.url(
             f"https://app.foxglove.dev/view?ds=remote-file&ds.url={quote(link, safe='')}"

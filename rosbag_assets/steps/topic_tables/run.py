@@ -24,6 +24,8 @@ from rosbag_assets.steps.extracted_frames.index import bags_from_inventory
 from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.steps.topic_tables.options import TopicTablesOptions
 from rosbag_assets.steps.topic_tables.write import topic_slug, write_drive_topic_tables
+from rosbag_assets.vision.preview import png_bytes
+from rosbag_assets.vision.topic_rows import draw_topic_rows
 
 TABLE_COLUMNS = ["bag", "topic", "msgtype", "rows", "messages", "errors", "first_error", "bytes", "key"]
 
@@ -66,6 +68,10 @@ def run_topic_tables(step: Step[TopicTablesOptions], source: Storage) -> report.
             )
     tables_df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     staging.write_parquet("tables.parquet", tables_df)
+    spans = summary.bag_spans()
+    title = f"{drive}: rows per topic over time, {len(spans)} bag{'s' * (len(spans) != 1)}"
+    picture = png_bytes(draw_topic_rows(spans, summary.rate_rows(), title))
+    staging.write_bytes("rows.png", picture)
     checks = topic_tables_checks(summary.bag_errors, tables_df)
     rejected = report.blocking_failures(checks)
     uri = staging.commit(
@@ -83,6 +89,13 @@ def run_topic_tables(step: Step[TopicTablesOptions], source: Storage) -> report.
         {
             "tables_uri": report.uri_value(staging.uri("tables.parquet")),
             "raw_bags_version": report.text(raw_version.version),
+            "rows_over_time": report.picture(
+                picture,
+                f"{drive} rows per topic over time",
+                staging.key("rows.png"),
+                "image/png",
+                staging.storage,
+            ),
             "elapsed_s": step.elapsed(),
         }
     )

@@ -24,7 +24,15 @@ import pyarrow.parquet as pq
 from rosbags.highlevel import AnyReader
 from rosbags.typesys.store import Typestore
 
-from rosbag_assets.io.bags import DEFAULT_TYPESTORE, BagReadError, bag_uri, describe_error, open_bag
+from rosbag_assets.io.bag_index import bin_width_ns
+from rosbag_assets.io.bags import (
+    DEFAULT_TYPESTORE,
+    EMPTY_START,
+    BagReadError,
+    bag_uri,
+    describe_error,
+    open_bag,
+)
 from rosbag_assets.io.drives import BagRef
 from rosbag_assets.io.storage import Storage
 from rosbag_assets.steps import report
@@ -135,10 +143,12 @@ def write_bag_tables(
     store = complete_typestore(reader, {c.msgtype for c in wanted}, options)
     topics: dict[tuple[str, str], _Topic] = {}
     by_conn: dict[int, _Topic] = {}
+    bin_ns = _bin_ns(reader)
     for conn in wanted:
         key = (conn.topic, conn.msgtype)
         if key not in topics:
             topics[key] = _open_topic(conn, bag, out_dir, store, reader.is2, options, topics)
+            topics[key].table.bin_ns = bin_ns
         topics[key].table.messages += conn.msgcount
         by_conn[conn.id] = topics[key]
     if len(by_conn) != len(wanted):
@@ -210,6 +220,15 @@ def _stream(
             held -= _flush(topic, options)
         elif held >= options.buffer_bytes:
             held -= _flush(max(topics, key=lambda t: t.buffer.nbytes if t.buffer else -1), options)
+
+
+def _bin_ns(reader: Any) -> int:
+    """Time bins for counting rows: about `bin_width_ns`'s 600 over the bag's span, 1 s when the bag does
+    not know its span (a recovered one read from the start)."""
+    start, end = getattr(reader, "start_time", EMPTY_START), getattr(reader, "end_time", 0)
+    if start == EMPTY_START or end <= start:
+        return 1_000_000_000
+    return bin_width_ns(int(start), int(end))
 
 
 @contextmanager
@@ -288,6 +307,7 @@ def _flush(topic: _Topic, options: TopicTablesOptions) -> int:
         topic.writer = _parquet_writer(topic.tmp, buffer.schema, options)
     topic.writer.write_batch(batch, row_group_size=max(batch.num_rows, 1))
     topic.table.rows += batch.num_rows
+    topic.table.count_times(batch.column(0).to_numpy())
     return held
 
 

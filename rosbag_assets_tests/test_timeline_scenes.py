@@ -524,7 +524,7 @@ def test_signal_picture_draws_signals_and_scene_bands_where_they_are(timeline: p
     band_top = top + (len(sp.LINES) + len(sp.COUNTS)) * sp.PANEL_H
     row = list(bands).index("person_in_ego_lane")
     y = band_top + row * sp.BAND_H + sp.BAND_H // 2
-    colour = sp._PALETTE[row]
+    colour = sp.PALETTE[row]
     assert tuple(img[y, x(1.5)]) == colour and tuple(img[y, x(5.0)]) != colour  # 1.0-2.0 s only
     # the speed line: high (near the panel top) while cruising at 10 m/s, at the bottom while stopped
     panel = img[top : top + sp.PANEL_H].astype(int)

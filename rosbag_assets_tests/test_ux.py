@@ -29,7 +29,7 @@ from rosbag_assets.io.storage import LocalStorage
 from rosbag_assets.steps import progress, report
 from rosbag_assets.steps.entrypoint import run_step
 from rosbag_assets.vision import topic_rows
-from rosbag_assets.vision.timeline import _segments, draw_timeline
+from rosbag_assets.vision.timeline import draw_timeline, time_segments
 
 
 class Clock:
@@ -121,11 +121,11 @@ def test_timeline_shows_each_topic_and_cuts_long_gaps() -> None:
     assert img.shape[1] == 960 and img.dtype == np.uint8
     assert draw_timeline(bags, rates[:10]).shape[0] < img.shape[0]  # one row per topic
     # two recordings a year apart: two segments, each wide enough to see
-    segments = _segments(
+    segments = time_segments(
         [(0, 10 * second), (365 * 86400 * second, 365 * 86400 * second + 60 * second)], 0, 600
     )
     assert len(segments) == 2 and all(xe - xs >= 30 for _, _, xs, xe in segments)
-    assert len(_segments([(0, 10 * second), (11 * second, 20 * second)], 0, 600)) == 1
+    assert len(time_segments([(0, 10 * second), (11 * second, 20 * second)], 0, 600)) == 1
 
 
 def test_raw_bags_timeline_picture_and_the_sensor_fingerprint_agree(

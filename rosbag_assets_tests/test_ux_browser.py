@@ -325,20 +325,27 @@ def test_ui_launches_a_drive_and_shows_pictures_and_what_ran(
             page.screenshot(path=str(ARTIFACTS / "run.png"))
             assert status == "SUCCESS", f"run {run_id} ended {status}; see {ARTIFACTS}/dagster_dev.log"
 
+            # every asset of the chain: the metadata that says what ran, and its picture shown in place
             checks = {
                 "raw_bags": ["drive_fingerprint", "target", "topic_table", "timeline"],
                 "extracted_frames": ["preview /camera/front/image_raw", "frames_per_topic", "target"],
+                "lane_labels": ["preview", "target"],
                 "object_labels": ["runtime", "device", "model_file_run", "target", "preview"],
-                "drive_report": ["report", "sources"],
+                "anonymized_frames": ["preview", "target"],
+                "topic_tables": ["rows_over_time", "target"],
+                "drive_timeline": ["picture", "target"],
+                "scenes": ["picture", "target"],
+                "foxglove": ["frame", "target"],
+                "drive_report": ["report", "sources", "thumbnail"],
             }
+            assert len(checks) == STEPS
             seen: dict[str, list[dict]] = {}
             for asset, labels in checks.items():
                 page.goto(f"{base}/assets/{asset}?view=overview")
                 try:
                     for label in labels:
                         page.get_by_text(label, exact=True).first.wait_for()
-                    if asset != "drive_report":
-                        _wait(f"{asset}'s pictures", lambda: _loaded(_pictures(page, out_url)), 60, every_s=1)
+                    _wait(f"{asset}'s pictures", lambda: _loaded(_pictures(page, out_url)), 60, every_s=1)
                     seen[asset] = _pictures(page, out_url)
                 finally:
                     page.screenshot(path=str(ARTIFACTS / f"{asset}.png"))
@@ -346,10 +353,11 @@ def test_ui_launches_a_drive_and_shows_pictures_and_what_ran(
             assert any("timeline.inline.png" in p["src"] for p in seen["raw_bags"]), seen["raw_bags"]
             assert any("/previews/" in p["src"] for p in seen["extracted_frames"]), seen["extracted_frames"]
             assert any("preview.inline.jpg" in p["src"] for p in seen["object_labels"]), seen["object_labels"]
-            for pictures in seen.values():
+            for asset, pictures in seen.items():
+                assert pictures, f"{asset} shows no picture"
                 for pic in pictures:  # shown whole in the metadata column, a click away from the full picture
-                    assert pic["whole"] and pic["natural"] <= report.INLINE_WIDTH, pic
-                    assert pic["link"] and pic["link"] != pic["src"] and ".inline." not in pic["link"], pic
+                    assert pic["whole"] and pic["natural"] <= report.INLINE_WIDTH, (asset, pic)
+                    assert pic["link"] and ".inline." not in pic["link"], (asset, pic)
 
             page.goto(f"{out_url}/{DRIVE}/report/index.html")  # the drive's HTML report, from the output root
             assert page.locator("img").count() >= 1 + 6

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import itertools
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -113,10 +114,11 @@ def _frames_section(
     index = version.read_parquet("index.parquet")
     parts = ["<h2>Frames</h2>", _counts_table(index.groupby("topic").size().to_dict(), "topic (frames)")]
     shown = 0
-    later: list[tuple[Any, str]] = []
+    per_topic: list[list[tuple[Any, str]]] = []
     for topic, rows in index.groupby("topic", sort=True):
         picks = np.unique(np.linspace(0, len(rows) - 1, min(FRAMES_PER_TOPIC, len(rows))).round().astype(int))
         figures = []
+        per_topic.append([])
         for row in rows.iloc[picks].to_dict("records"):
             try:
                 img = preview.thumbnail(read_frame_bytes(output, version, row))
@@ -137,15 +139,15 @@ def _frames_section(
                 )
             small = preview.contact_sheet([img], columns=1, tile_width=320)
             stamp = time.strftime("%H:%M:%S", time.gmtime(row["stamp_ns"] / 1e9))
-            pick = firsts if not figures or all("<figure class" in f for f in figures) else later
-            if len(pick) < THUMBNAIL_FRAMES:
-                pick.append((small, str(topic)))
+            if len(per_topic[-1]) < THUMBNAIL_FRAMES:
+                per_topic[-1].append((small, str(topic)))
             caption = f"{stamp}.{row['stamp_ns'] % 1_000_000_000 // 1_000_000:03d} · {row['bag']}"
             picture = _img(preview.jpeg_bytes(small), key)
             figures.append(f"<figure>{picture}<figcaption>{html.escape(caption)}</figcaption></figure>")
             shown += 1
         parts.append(f"<h3>{html.escape(topic)}</h3><div class='grid'>{''.join(figures)}</div>")
-    firsts += later[: max(0, THUMBNAIL_FRAMES - len(firsts))]
+    rounds = itertools.zip_longest(*per_topic)  # each camera's first frame, then each one's second, ...
+    firsts += [f for frames_of_round in rounds for f in frames_of_round if f is not None][:THUMBNAIL_FRAMES]
     return "\n".join(parts), {"frames": len(index), "frames_shown": shown}
 
 

@@ -23,7 +23,7 @@ from rosbag_assets.steps import report
 from rosbag_assets.steps.sql import column_refs
 from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.vision import preview
-from rosbag_assets.vision.signal_plot import draw_signals
+from rosbag_assets.vision.signal_plot import INLINE, draw_signals
 
 SCENE_COLUMNS = ["drive", "scene_id", "rule", "start_ns", "end_ns", "duration_s", "frame_keys"]
 WINDOW = "WINDOW w AS (PARTITION BY drive ORDER BY t_ns)"
@@ -225,6 +225,9 @@ def run_scenes(step: Step[ScenesOptions]) -> report.StepResult:
             staging.key("scenes.png"),
             mime="image/png",
             storage=staging.storage,
+            inline=preview.png_bytes(
+                draw_signals(timeline, bands, title=f"{drive}: {len(scenes)} scenes", layout=INLINE)
+            ),
         ),
         "drive_timeline_version": report.text(tl_version.version),
         "elapsed_s": step.elapsed(),

@@ -13,10 +13,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from rosbag_assets.vision.chart import BG, DIM, INK, fit_text, put_text, text_width
 from rosbag_assets.vision.preview import class_colour
-from rosbag_assets.vision.topic_rows import BG, DIM, INK, _fit, _put, _width
 
 WIDTH = 640
+TEXT = 0.62  # font scale: ~7 px capitals once shown at 320 px
 MARGIN = 8
 TITLE_H = 36
 LEGEND_H = 30
@@ -41,10 +42,10 @@ def _length(seconds: float | None) -> str:
 
 def _fit_middle(text: str, width: int) -> str:
     """`text` with its middle cut out to fit `width` pixels: drive names differ at both ends (date, run)."""
-    if _width(text) <= width:
+    if text_width(text, TEXT) <= width:
         return text
     head, tail = len(text) // 2, len(text) - len(text) // 2
-    while head + tail > 2 and _width(text[:head] + ".." + text[len(text) - tail :]) > width:
+    while head + tail > 2 and text_width(text[:head] + ".." + text[len(text) - tail :], TEXT) > width:
         head, tail = (head - 1, tail) if head > tail else (head, tail - 1)
     return text[:head] + ".." + text[len(text) - tail :]
 
@@ -53,7 +54,7 @@ def _legend(names: Sequence[str], width: int) -> list[tuple[int, int, str]]:
     """(line, x, name) of each legend entry, wrapping onto further lines."""
     out, line, x = [], 0, MARGIN
     for name in names:
-        step = 22 + _width(_fit(name, 120, 0.55), 0.55) + 16
+        step = 22 + text_width(fit_text(name, 120, 0.55), 0.55) + 16
         if x > MARGIN and x + step - 16 > width - MARGIN:
             line, x = line + 1, MARGIN
         out.append((line, x, name))
@@ -80,13 +81,13 @@ def draw_catalog_overview(drives: Sequence[dict[str, Any]], total: int, width: i
     top = TITLE_H + LEGEND_H * (max((line for line, _, _ in legend), default=0) + 1)
     height = top + max(len(drives), 1) * ROW_H + MARGIN
     img = np.full((height, width, 3), BG, np.uint8)
-    _put(img, _fit(title, width - 2 * MARGIN), (MARGIN, 26))
+    put_text(img, fit_text(title, width - 2 * MARGIN, TEXT), (MARGIN, 26), TEXT)
     for line, x, name in legend:
         y = TITLE_H + line * LEGEND_H
         cv2.rectangle(img, (x, y + 6), (x + 16, y + 22), colours.get(name, OTHER), -1)
-        _put(img, _fit(name, 120, 0.55), (x + 22, y + 21), 0.55)
+        put_text(img, fit_text(name, 120, 0.55), (x + 22, y + 21), 0.55)
     if not drives:
-        _put(img, "no drives in the catalog yet", (MARGIN, top + 24), colour=DIM)
+        put_text(img, "no drives in the catalog yet", (MARGIN, top + 24), TEXT, DIM)
         return img
     peak = max(sum(n for _, n in d.get("classes", {}).values()) for d in drives) or 1
     bar_x, bar_w = NAME_W, width - NAME_W - LENGTH_W - MARGIN
@@ -94,7 +95,7 @@ def draw_catalog_overview(drives: Sequence[dict[str, Any]], total: int, width: i
         y = top + i * ROW_H
         if i % 2 == 0:
             cv2.rectangle(img, (0, y), (width - 1, y + ROW_H - 1), (245, 245, 245), -1)
-        _put(img, _fit_middle(str(d["drive"]), NAME_W - 2 * MARGIN), (MARGIN, y + ROW_H - 10))
+        put_text(img, _fit_middle(str(d["drive"]), NAME_W - 2 * MARGIN), (MARGIN, y + ROW_H - 10), TEXT)
         classes = d.get("classes", {})
         order = [c for c in named if c in classes] + sorted(c for c in classes if c not in colours)
         pos, count = float(bar_x), 0
@@ -106,8 +107,8 @@ def draw_catalog_overview(drives: Sequence[dict[str, Any]], total: int, width: i
                           colours.get(name, OTHER), -1)  # fmt: skip
             pos = end
         text = f"{count:,}"
-        tx = min(round(pos) + 6, bar_x + bar_w - _width(text, 0.55))
-        _put(img, text, (tx, y + ROW_H - 11), 0.55, INK if tx > pos else (255, 255, 255))
+        tx = min(round(pos) + 6, bar_x + bar_w - text_width(text, 0.55))
+        put_text(img, text, (tx, y + ROW_H - 11), 0.55, INK if tx > pos else (255, 255, 255))
         length = _length(d.get("duration_s"))
-        _put(img, length, (width - MARGIN - _width(length), y + ROW_H - 10), colour=DIM)
+        put_text(img, length, (width - MARGIN - text_width(length, TEXT), y + ROW_H - 10), TEXT, DIM)
     return img

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from rosbag_assets.vision.chart import fit_text
+
 # Ultralytics' class colours (hex RGB), so our pictures colour a class the way YOLO users know it.
 _PALETTE_HEX = "FF3838 FF9D97 FF701F FFB21D CFD231 48F90A 92CC17 3DDB86 1A9334 00D4BB 2C99A8 00C2FF"
 _PALETTE = [(int(h[4:6], 16), int(h[2:4], 16), int(h[0:2], 16)) for h in _PALETTE_HEX.split()]  # BGR
@@ -51,8 +53,9 @@ def caption(img: np.ndarray, text: str) -> np.ndarray:
     k = _tile_scale(img)
     bar = round(18 * k)
     cv2.rectangle(out, (0, out.shape[0] - bar), (out.shape[1], out.shape[0]), (0, 0, 0), -1)
+    text = fit_text(text, out.shape[1] - round(8 * k), 0.42 * k)  # the end (time, size) matters most
     cv2.putText(
-        out, text[:60], (round(4 * k), out.shape[0] - round(5 * k)), cv2.FONT_HERSHEY_SIMPLEX, 0.42 * k,
+        out, text, (round(4 * k), out.shape[0] - round(5 * k)), cv2.FONT_HERSHEY_SIMPLEX, 0.42 * k,
         (255, 255, 255), max(1, round(k)), cv2.LINE_AA,
     )  # fmt: skip
     return out

@@ -10,11 +10,12 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from rosbag_assets.vision.chart import fit_text, put_text
 from rosbag_assets.vision.preview import contact_sheet
-from rosbag_assets.vision.topic_rows import _fit, _put
 
 WIDTH = 640
 MAX_TILES = 4
+TEXT = 0.62
 LABEL = 0.8  # font scale on a 320 px tile: ~8 px capitals at 320 px overall
 
 
@@ -23,7 +24,7 @@ def _labelled(img: np.ndarray, label: str, width: int) -> np.ndarray:
         img, (width, max(1, round(img.shape[0] * width / img.shape[1]))), interpolation=cv2.INTER_AREA
     )
     cv2.rectangle(tile, (0, tile.shape[0] - 30), (width, tile.shape[0]), (0, 0, 0), -1)
-    _put(tile, _fit(label, width - 12, LABEL), (6, tile.shape[0] - 8), LABEL, (255, 255, 255))
+    put_text(tile, fit_text(label, width - 12, LABEL), (6, tile.shape[0] - 8), LABEL, (255, 255, 255))
     return tile
 
 
@@ -40,6 +41,6 @@ def report_thumbnail(
         parts.append(cv2.resize(chart, (width, h), interpolation=cv2.INTER_AREA))
     if not parts:
         blank = np.full((60, width, 3), 255, np.uint8)
-        _put(blank, "nothing published yet", (8, 38))
+        put_text(blank, "nothing published yet", (8, 38), TEXT)
         return blank
     return np.vstack(parts)

@@ -17,12 +17,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from rosbag_assets.vision.chart import BG, DIM, GRID, INK, PALETTE, fit_text, put_text, text_width, tick_step
+
 MAX_TOPICS = 48
 SEGMENT_GAP = 8
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-BG, GRID, INK, DIM = (255, 255, 255), (225, 225, 225), (40, 40, 40), (120, 120, 120)
-_PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
-            (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23)]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -42,24 +40,11 @@ FULL = Layout()
 INLINE = Layout(width=320, label_w=112, stats_w=0, row_h=15, lane_h=13, axis_h=20, font=0.34)
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], colour=INK, scale: float = 0.38) -> None:
-    cv2.putText(img, text, org, FONT, scale, colour, 1, cv2.LINE_AA)
-
-
-def _fit(text: str, width: int, scale: float = 0.38) -> str:
-    """`text` shortened from the left (topics differ at the end) to fit `width` pixels."""
-    if cv2.getTextSize(text, FONT, scale, 1)[0][0] <= width:
-        return text
-    while len(text) > 1 and cv2.getTextSize(".." + text, FONT, scale, 1)[0][0] > width:
-        text = text[1:]
-    return ".." + text
-
-
 def _rate_label(hz: float) -> str:
     return f"{hz:.0f} Hz" if hz >= 10 else f"{hz:.1f} Hz" if hz >= 0.1 else f"{hz * 60:.1f}/min"
 
 
-def _pixel_counts(rows: Sequence[dict[str, Any]], seg: Segment) -> np.ndarray:
+def rates_per_pixel(rows: Sequence[dict[str, Any]], seg: Segment) -> np.ndarray:
     """Counts of one segment spread over the pixel columns each bin overlaps, in proportion to the overlap."""
     t0, t1, xs, xe = seg
     ns_per_px = (t1 - t0) / max(xe - xs, 1)
@@ -79,7 +64,7 @@ def _pixel_counts(rows: Sequence[dict[str, Any]], seg: Segment) -> np.ndarray:
 Segment = tuple[int, int, int, int]  # t_start, t_end (ns), x_start, x_end (px)
 
 
-def _segments(spans: Sequence[tuple[int, int]], x: int, width: int) -> list[Segment]:
+def time_segments(spans: Sequence[tuple[int, int]], x: int, width: int) -> list[Segment]:
     """The time axis: one segment over all bags, or, when bags lie far apart (long gaps between
     recordings), one segment per group of nearby bags so each stays visible."""
     groups: list[list[int]] = []
@@ -147,10 +132,10 @@ def draw_timeline(
     plot_x, plot_w = layout.label_w, width - layout.label_w - layout.stats_w
     if not spans:
         img = np.full((60, width, 3), BG, np.uint8)
-        _text(img, "no messages in any bag", (10, 35), DIM, f * 1.3)
+        put_text(img, "no messages in any bag", (10, 35), f * 1.3, DIM)
         return img
     t0, t1 = spans[0][1], max(s[2] for s in spans)
-    segments = _segments([(s[1], s[2]) for s in spans], plot_x, plot_w)
+    segments = time_segments([(s[1], s[2]) for s in spans], plot_x, plot_w)
     duration = {name: max(end - start, int(1e9)) for name, start, end in spans}  # >= 1 s: no absurd means
     by_topic: dict[str, list[dict[str, Any]]] = {}
     for row in rates:
@@ -173,32 +158,32 @@ def draw_timeline(
             f"{len(spans)} bags in {len(segments)} separate recordings ({recorded:.1f} s, gaps cut out), "
             f"from {clock}"
         )
-    _text(img, _fit(what, width - 12, f * 1.1), (6, top - 7), INK, f * 1.1)
+    put_text(img, fit_text(what, width - 12, f * 1.1), (6, top - 7), f * 1.1, INK)
     if layout.stats_w:
-        _text(img, "peak / mean rate", (plot_x + plot_w + 8, top - 7), DIM, f)
+        put_text(img, "peak / mean rate", (plot_x + plot_w + 8, top - 7), f, DIM)
 
     for i in range(1, len(topics), 2):
         cv2.rectangle(
             img, (0, rows_top + i * row_h), (width - 1, rows_top + (i + 1) * row_h - 1), (246,) * 3, -1
         )
     _axis(img, segments, rows_top, axis_y, f * 0.9)
-    _text(img, "bags", (6, top + lane_h - 5), DIM, f)
+    put_text(img, "bags", (6, top + lane_h - 5), f, DIM)
     for (name, start, end), lane in zip(spans, lanes, strict=True):
         x0, x1 = _x(start, segments), _x(end, segments)
         x1 = max(x1, x0 + 2)
         y = top + lane * lane_h
         cv2.rectangle(img, (x0, y + 2), (x1, y + lane_h - 2), (232, 215, 190), -1)
         cv2.rectangle(img, (x0, y + 2), (x1, y + lane_h - 2), (160, 120, 70), 1)
-        _text(img, _fit(name, max(x1 - x0 - 6, 0), f * 0.9), (x0 + 3, y + lane_h - 4), INK, f * 0.9)
+        put_text(img, fit_text(name, max(x1 - x0 - 6, 0), f * 0.9), (x0 + 3, y + lane_h - 4), f * 0.9, INK)
         for x in (x0, x1):
             cv2.line(img, (x, rows_top), (x, axis_y), (200, 170, 130), 1)
 
     for i, topic in enumerate(topics):
         y = rows_top + i * row_h
         rows = by_topic[topic]
-        colour = _PALETTE[i % len(_PALETTE)]
+        colour = PALETTE[i % len(PALETTE)]
         for seg in segments:
-            hz = _pixel_counts(rows, seg)
+            hz = rates_per_pixel(rows, seg)
             peak_px = float(hz.max()) if len(hz) else 0.0
             if peak_px <= 0:
                 continue
@@ -210,12 +195,12 @@ def draw_timeline(
         mean = sum(r["count"] for r in rows) / (
             sum(duration.get(b, 1) for b in {r["bag"] for r in rows}) / 1e9
         )
-        _text(img, _fit(topic, layout.label_w - 10, f), (6, y + row_h - 5), INK, f)
+        put_text(img, fit_text(topic, layout.label_w - 10, f), (6, y + row_h - 5), f, INK)
         if layout.stats_w:
             stats = f"{_rate_label(peak)} / {_rate_label(mean)}"
-            _text(img, stats, (plot_x + plot_w + 8, y + row_h - 5), DIM, f)
+            put_text(img, stats, (plot_x + plot_w + 8, y + row_h - 5), f, DIM)
     if hidden:
-        _text(img, f"+{hidden} more topics not drawn (see topic_table)", (6, height - 5), DIM, f)
+        put_text(img, f"+{hidden} more topics not drawn (see topic_table)", (6, height - 5), f, DIM)
     return img
 
 
@@ -225,12 +210,12 @@ def _axis(img: np.ndarray, segments: Sequence[Segment], rows_top: int, axis_y: i
         cv2.line(img, (xs, axis_y), (xe, axis_y), INK, 1)
     if len(segments) == 1:
         t0, t1, xs, xe = segments[0]
-        step = _tick_step((t1 - t0) / 1e9, 8 if xe - xs > 300 else 4)
+        step = tick_step((t1 - t0) / 1e9, 8 if xe - xs > 300 else 4)
         for k in range(int((t1 - t0) / 1e9 / step + 1e-9) + 1):
             x = xs + round(k * step * 1e9 / (t1 - t0) * (xe - xs))
             cv2.line(img, (x, rows_top), (x, axis_y), GRID, 1)
             cv2.line(img, (x, axis_y), (x, axis_y + 4), INK, 1)
-            _text(img, f"{k * step:g}s", (x - 8, axis_y + 15), DIM, font)
+            put_text(img, f"{k * step:g}s", (x - 8, axis_y + 15), font, DIM)
         return
     long = segments[-1][1] - segments[0][0] > 86_400e9
     free = 0
@@ -238,11 +223,5 @@ def _axis(img: np.ndarray, segments: Sequence[Segment], rows_top: int, axis_y: i
         cv2.line(img, (xs, axis_y), (xs, axis_y + 4), INK, 1)
         label = time.strftime("%Y-%m-%d" if long else "%H:%M:%S", time.gmtime(t0 / 1e9))
         if xs >= free:
-            _text(img, label, (xs, axis_y + 15), DIM, font)
-            free = xs + cv2.getTextSize(label, FONT, font, 1)[0][0] + 6
-
-
-def _tick_step(span_s: float, ticks: int = 8) -> float:
-    raw = max(span_s / ticks, 1e-3)
-    magnitude = 10 ** np.floor(np.log10(raw))
-    return float(next(m * magnitude for m in (1, 2, 5, 10) if raw <= m * magnitude))
+            put_text(img, label, (xs, axis_y + 15), font, DIM)
+            free = xs + text_width(label, font) + 6

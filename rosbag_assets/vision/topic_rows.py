@@ -3,7 +3,7 @@
 `vision.timeline` draws the full 960 px inventory timeline with small print; shrunk to the 320 px inline copy
 its text is about 3 px high. This chart is drawn 640 px wide with print twice that size: one row per topic,
 the topic name and its total written over pale rate bars (each topic relative to its own peak), bag gaps cut
-out the way the timeline cuts them (its `_segments`).
+out the way the timeline cuts them (its `time_segments`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rosbag_assets.vision.timeline import _PALETTE, _pixel_counts, _segments, _tick_step
+from rosbag_assets.vision.chart import BG, DIM, INK, PALETTE, fit_text, pale, put_text, text_width, tick_step
+from rosbag_assets.vision.timeline import rates_per_pixel, time_segments
 
 WIDTH = 640
 MARGIN = 8
@@ -23,30 +24,7 @@ ROW_H = 34
 TITLE_H = 36
 AXIS_H = 34
 MAX_TOPICS = 24
-FONT = cv2.FONT_HERSHEY_SIMPLEX
 TEXT = 0.62  # font scale of names and numbers: ~7 px capitals once shown at 320 px
-BG, INK, DIM = (255, 255, 255), (30, 30, 30), (110, 110, 110)
-
-
-def _put(img: np.ndarray, text: str, org: tuple[int, int], scale: float = TEXT, colour=INK) -> None:
-    cv2.putText(img, text, org, FONT, scale, colour, 2 if scale >= 0.6 else 1, cv2.LINE_AA)
-
-
-def _width(text: str, scale: float = TEXT) -> int:
-    return cv2.getTextSize(text, FONT, scale, 2)[0][0]
-
-
-def _fit(text: str, width: int, scale: float = TEXT) -> str:
-    """`text` shortened from the left (topics differ at the end) to fit `width` pixels."""
-    if _width(text, scale) <= width:
-        return text
-    while len(text) > 1 and _width(".." + text, scale) > width:
-        text = text[1:]
-    return ".." + text
-
-
-def _pale(colour: tuple[int, int, int], keep: float = 0.45) -> tuple[int, ...]:
-    return tuple(round(c * keep + 255 * (1 - keep)) for c in colour)
 
 
 def draw_topic_rows(
@@ -64,23 +42,23 @@ def draw_topic_rows(
     totals = {t: sum(int(r["count"]) for r in rows) for t, rows in by_topic.items()}
     if not spans or not totals:
         img = np.full((TITLE_H + ROW_H, width, 3), BG, np.uint8)
-        _put(img, _fit(title, width - 2 * MARGIN), (MARGIN, 26))
-        _put(img, "no rows written", (MARGIN, TITLE_H + 24), colour=DIM)
+        put_text(img, fit_text(title, width - 2 * MARGIN, TEXT), (MARGIN, 26), TEXT)
+        put_text(img, "no rows written", (MARGIN, TITLE_H + 24), TEXT, DIM)
         return img
     topics = sorted(sorted(totals, key=lambda t: -totals[t])[:MAX_TOPICS])
     hidden = len(totals) - len(topics)
-    segments = _segments(spans, MARGIN, width - 2 * MARGIN)
+    segments = time_segments(spans, MARGIN, width - 2 * MARGIN)
     axis_y = TITLE_H + len(topics) * ROW_H
     height = axis_y + AXIS_H + (ROW_H if hidden else 0)
     img = np.full((height, width, 3), BG, np.uint8)
-    _put(img, _fit(title, width - 2 * MARGIN), (MARGIN, 26))
+    put_text(img, fit_text(title, width - 2 * MARGIN, TEXT), (MARGIN, 26), TEXT)
     for i, topic in enumerate(topics):
         y = TITLE_H + i * ROW_H
         if i % 2:
             cv2.rectangle(img, (0, y), (width - 1, y + ROW_H - 1), (245, 245, 245), -1)
-        colour = _pale(_PALETTE[i % len(_PALETTE)])
+        colour = pale(PALETTE[i % len(PALETTE)])
         for seg in segments:
-            per_px = _pixel_counts(by_topic[topic], seg)
+            per_px = rates_per_pixel(by_topic[topic], seg)
             peak = float(per_px.max()) if len(per_px) else 0.0
             if peak <= 0:
                 continue
@@ -89,11 +67,16 @@ def draw_topic_rows(
                 x = seg[2] + int(col)
                 cv2.line(img, (x, y + ROW_H - 2), (x, y + ROW_H - 2 - int(bars[col])), colour, 1)
         count = f"{totals[topic]:,}"
-        _put(img, count, (width - MARGIN - _width(count), y + ROW_H - 10))
-        _put(img, _fit(topic, width - 3 * MARGIN - _width(count)), (MARGIN, y + ROW_H - 10))
+        put_text(img, count, (width - MARGIN - text_width(count, TEXT), y + ROW_H - 10), TEXT)
+        put_text(
+            img,
+            fit_text(topic, width - 3 * MARGIN - text_width(count, TEXT), TEXT),
+            (MARGIN, y + ROW_H - 10),
+            TEXT,
+        )
     _axis(img, segments, axis_y)
     if hidden:
-        _put(img, f"+{hidden} quieter topics not drawn", (MARGIN, height - 10), colour=DIM)
+        put_text(img, f"+{hidden} quieter topics not drawn", (MARGIN, height - 10), TEXT, DIM)
     return img
 
 
@@ -103,18 +86,26 @@ def _axis(img: np.ndarray, segments: Sequence[tuple[int, int, int, int]], axis_y
         cv2.line(img, (xs, axis_y), (xe, axis_y), INK, 2)
     if len(segments) == 1:
         t0, t1, xs, xe = segments[0]
-        step = _tick_step((t1 - t0) / 1e9, ticks=5)
+        step = tick_step((t1 - t0) / 1e9, ticks=5)
         for k in range(int((t1 - t0) / 1e9 / step + 1e-9) + 1):
             x = xs + round(k * step * 1e9 / (t1 - t0) * (xe - xs))
             cv2.line(img, (x, axis_y), (x, axis_y + 6), INK, 2)
             label = f"{k * step:g} s"
-            _put(img, label, (min(max(x - _width(label) // 2, 0), img.shape[1] - _width(label)), axis_y + 28))
+            put_text(
+                img,
+                label,
+                (
+                    min(max(x - text_width(label, TEXT) // 2, 0), img.shape[1] - text_width(label, TEXT)),
+                    axis_y + 28,
+                ),
+                TEXT,
+            )
         return
     free = 0
     for t0, _, xs, _ in segments:
         cv2.line(img, (xs, axis_y), (xs, axis_y + 6), INK, 2)
         label = time.strftime("%H:%M:%S", time.gmtime(t0 / 1e9))
-        x = min(xs, img.shape[1] - _width(label) - 2)  # the last recording's label ends at the edge
+        x = min(xs, img.shape[1] - text_width(label, TEXT) - 2)  # the last recording's label ends at the edge
         if x >= free:
-            _put(img, label, (x, axis_y + 28))
-            free = x + _width(label) + 10
+            put_text(img, label, (x, axis_y + 28), TEXT)
+            free = x + text_width(label, TEXT) + 10

@@ -16,8 +16,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from rosbag_assets.vision.chart import BG, DIM, GRID, INK, put_text, text_width
 from rosbag_assets.vision.preview import png_bytes
-from rosbag_assets.vision.timeline import BG, DIM, FONT, GRID, INK
 
 WIDTH, HEIGHT = 640, 360
 LEFT, RIGHT = 78, 14  # y-axis labels at the left
@@ -52,12 +52,6 @@ def _stripped(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{str(k).strip(): v for k, v in r.items()} for r in rows]
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], colour=INK, scale: float = TEXT) -> int:
-    """Draw `text`; returns its width in pixels."""
-    cv2.putText(img, text, org, FONT, scale, colour, 2, cv2.LINE_AA)
-    return cv2.getTextSize(text, FONT, scale, 2)[0][0]
-
-
 def _nice_top(hi: float) -> float:
     """The smallest 1/2/5 x 10^k at or above `hi` (an mAP axis from 0 that fits the values)."""
     if not math.isfinite(hi) or hi <= 0:
@@ -80,19 +74,19 @@ def _panel(
 ) -> None:
     """A header (title, legend with each series' last value) and a plot of the series on one y scale."""
     plot_top, plot_bottom = top + HEADER_H, top + HEADER_H + PLOT_H
-    x = 6 + _text(img, title, (6, top + 27), INK) + 16
+    x = 6 + put_text(img, title, (6, top + 27), TEXT, INK) + 16
     values = np.concatenate([v for _, v, _ in series]) if series else np.array([])
     finite = values[np.isfinite(values)]
     cv2.rectangle(img, (LEFT, plot_top), (WIDTH - RIGHT, plot_bottom), GRID, 1)
     if not finite.size:
-        _text(img, "no data", (LEFT + 12, plot_top + PLOT_H // 2 + 8), DIM)
+        put_text(img, "no data", (LEFT + 12, plot_top + PLOT_H // 2 + 8), TEXT, DIM)
         return
     for label, v, colour in series:
         ok = np.isfinite(v)
         if not ok.any():
             continue
         cv2.line(img, (x, top + 19), (x + 16, top + 19), colour, LINE + 1, cv2.LINE_AA)
-        x += 22 + _text(img, f"{label} {_fmt(float(v[ok][-1]))}", (x + 22, top + 27), colour) + 16
+        x += 22 + put_text(img, f"{label} {_fmt(float(v[ok][-1]))}", (x + 22, top + 27), TEXT, colour) + 16
     lo, hi = (
         (0.0, _nice_top(float(finite.max()))) if from_zero else (float(finite.min()), float(finite.max()))
     )
@@ -100,8 +94,8 @@ def _panel(
         lo, hi = lo - 0.5, hi + 0.5
     pad = 0 if from_zero else 0.06 * (hi - lo)
     lo, hi = max(lo - pad, 0.0) if lo >= 0 else lo - pad, hi + pad  # losses are >= 0: no negative axis
-    _text(img, _fmt(hi), (6, plot_top + 18), DIM, TEXT - 0.08)
-    _text(img, _fmt(lo), (6, plot_bottom - 2), DIM, TEXT - 0.08)
+    put_text(img, _fmt(hi), (6, plot_top + 18), TEXT - 0.08, DIM)
+    put_text(img, _fmt(lo), (6, plot_bottom - 2), TEXT - 0.08, DIM)
     mid = (plot_top + plot_bottom) // 2
     cv2.line(img, (LEFT, mid), (WIDTH - RIGHT, mid), GRID, 1)
     for _, v, colour in series:
@@ -146,12 +140,12 @@ def draw_training_curves(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
     _panel(img, HEADER_H + PLOT_H + GAP, "val mAP", maps, xs, from_zero=True)
     axis_y = 2 * (HEADER_H + PLOT_H) + GAP + 28
     if len(rows):
-        _text(img, f"epoch {first:g}", (LEFT, axis_y), DIM)
+        put_text(img, f"epoch {first:g}", (LEFT, axis_y), TEXT, DIM)
         if last > first:
             end = f"{last:g}"
-            _text(img, end, (WIDTH - RIGHT - cv2.getTextSize(end, FONT, TEXT, 2)[0][0], axis_y), DIM)
+            put_text(img, end, (WIDTH - RIGHT - text_width(end, TEXT), axis_y), TEXT, DIM)
     else:
-        _text(img, "no epochs recorded", (LEFT, axis_y), DIM)
+        put_text(img, "no epochs recorded", (LEFT, axis_y), TEXT, DIM)
     return img
 
 

@@ -19,7 +19,7 @@ from rosbag_assets.steps.drive_timeline.options import IMU_COLUMNS, SIGNALS, Dri
 from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.steps.topic_tables.run import read_topic_tables
 from rosbag_assets.vision import preview
-from rosbag_assets.vision.signal_plot import draw_signals
+from rosbag_assets.vision.signal_plot import INLINE, draw_signals
 
 
 @step_runner(DriveTimelineOptions)
@@ -77,6 +77,7 @@ def run_drive_timeline(step: Step[DriveTimelineOptions]) -> report.StepResult:
             staging.key("timeline.png"),
             mime="image/png",
             storage=staging.storage,
+            inline=preview.png_bytes(draw_signals(table, title=f"{drive}: signals", layout=INLINE)),
         ),
         "elapsed_s": step.elapsed(),
     }

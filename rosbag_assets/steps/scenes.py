@@ -226,7 +226,12 @@ def run_scenes(step: Step[ScenesOptions]) -> report.StepResult:
             mime="image/png",
             storage=staging.storage,
             inline=preview.png_bytes(
-                draw_signals(timeline, bands, title=f"{drive}: {len(scenes)} scenes", layout=INLINE)
+                draw_signals(
+                    timeline,
+                    bands,
+                    title=f"{drive}: {len(scenes)} scene{'s' * (len(scenes) != 1)}",
+                    layout=INLINE,
+                )
             ),
         ),
         "drive_timeline_version": report.text(tl_version.version),

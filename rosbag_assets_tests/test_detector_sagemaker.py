@@ -353,6 +353,29 @@ def test_failing_trials_fail_the_step_with_their_reason(setup: dict[str, Any]) -
     assert fake.calls["create_training_job"] == 0  # nothing was published
 
 
+@pytest.mark.parametrize(
+    ("ranges", "refused"),
+    [
+        ([{"name": "lr00", "min_value": 1e-4, "max_value": 1e-1}], "tuning range 'lr00'"),  # a typo
+        (
+            [{"name": "imgsz", "min_value": 320, "max_value": 640}],
+            "tuning range 'imgsz'",
+        ),  # not integer: true
+        ([{"name": "optimizer", "values": ["SGD", "Adamm"]}], "optimizer='Adamm'"),
+    ],
+)
+def test_a_search_whose_trials_would_fail_is_refused_before_launch(
+    setup: dict[str, Any], ranges: list[dict[str, Any]], refused: str
+) -> None:
+    fake = FakeSageMaker(setup["endpoint"])
+    FakeSageMakerCompute.fake = fake
+    res = _materialize(setup, _compute(setup, tuning={**TUNING, "ranges": ranges}), raise_on_error=False)
+    assert not res.success
+    failure = next(e for e in res.all_events if e.event_type_value == "STEP_FAILURE")
+    assert refused in str(failure.event_specific_data.error), failure.event_specific_data.error
+    assert fake.calls["create_hyper_parameter_tuning_job"] == 0 and fake.calls["create_training_job"] == 0
+
+
 def test_a_cancelled_tuning_job_is_stopped(setup: dict[str, Any]) -> None:
     fake = FakeSageMaker(setup["endpoint"], hang=True)
     FakeSageMakerCompute.fake = fake

@@ -307,6 +307,9 @@ class SageMakerCompute(ComputeTarget):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Run the tuning job; the step's parameters with the best trial's artefact, and metadata about it."""
         assert self.tuning is not None
+        from rosbag_assets.steps.tuning_trial import check_ranges
+
+        check_ranges(params, {r.name: r.samples() for r in self.tuning.ranges})
         partition = context.partition_key if context.has_partition_key else None
         names = [
             tuning_job_name(context.run_id, asset, partition, a) for a in range(context.retry_number + 1)

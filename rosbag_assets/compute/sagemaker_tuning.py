@@ -63,6 +63,17 @@ class TuningRange(dg.Config):
             raise ValueError(f"tuning range {self.name}: needs min_value < max_value (or values)")
         return self
 
+    def samples(self) -> list[str]:
+        """Values a trial can be given (as SageMaker passes them, strings): every choice, or the bounds and a
+        value inside the range (not a round one: SageMaker samples any float), to check before launch that the
+        step accepts them."""
+        if self.values:
+            return list(self.values)
+        low, high = float(self.min_value or 0), float(self.max_value or 0)
+        if self.integer:
+            return [str(int(low)), str(int(high))]
+        return [str(low), str(low + 0.37 * (high - low)), str(high)]
+
     def as_request(self) -> tuple[str, dict[str, Any]]:
         """(ParameterRanges key, entry) for CreateHyperParameterTuningJob."""
         if self.values:

@@ -47,6 +47,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 MODEL_FILES = ("best.pt", "metrics.json", "results.csv")  # what training writes (and a model.tar.gz holds)
 CURVES = "training_curves.png"  # results.csv drawn: train/val loss, val mAP per epoch
 # Options a SageMaker tuning range may set (others are where/what to train, not how).
+# Ultralytics' optimizers (engine/trainer.py build_optimizer): a typo fails here, not after the dataset download
+OPTIMIZERS = frozenset({"auto", "SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop"})
 TUNABLE_OPTIONS = ("epochs", "imgsz", "batch", "optimizer", "lr0", "augmentation", "patience", "seed")
 
 
@@ -104,6 +106,13 @@ class DetectorModelOptions(BaseModel):
         "as a detector_model SageMaker job writes; s3:// or a path). A SageMaker tuning run sets it to the "
         "best trial's artefact.",
     )
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        if value not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {value!r}; Ultralytics knows {sorted(OPTIMIZERS)}")
+        return value
 
     @field_validator("hyperparameters")
     @classmethod

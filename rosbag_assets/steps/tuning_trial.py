@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rosbag_assets.io.storage import storage_from_uri
 from rosbag_assets.steps import report, sagemaker_container
@@ -22,6 +24,25 @@ TRIAL_STEPS = ("detector_model",)
 
 class TrialError(RuntimeError):
     """The trial cannot run: no params channel, or a step that has no tuning trial."""
+
+
+def check_ranges(params: Mapping[str, Any], samples: Mapping[str, Sequence[str]]) -> None:
+    """Refuse a search before it launches when a trial would fail on its tuned values: a step without tuning
+    trials, a range name the step does not know, or values it refuses (a continuous range over a whole-number
+    option). Otherwise every trial fails the same way, after minutes of instance start-up each."""
+    if params.get("step") not in TRIAL_STEPS:
+        raise TrialError(f"step {params.get('step')!r} has no tuning trial; one of {TRIAL_STEPS}")
+    from rosbag_assets.steps.detector_model import trial_options
+
+    first = {name: values[0] for name, values in samples.items() if values}  # trials tune all ranges at once
+    for name, values in samples.items():
+        for value in values:
+            try:
+                trial_options(params.get("options") or {}, {**first, name: value})
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                raise TrialError(
+                    f"tuning range {name!r}: a trial given {name}={value!r} would fail: {exc}"
+                ) from None
 
 
 def run_trial() -> int:

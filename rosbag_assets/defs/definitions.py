@@ -11,7 +11,7 @@ import os
 import dagster as dg
 
 from rosbag_assets.compute.settings import compute_from_env
-from rosbag_assets.defs.catalog import catalog, catalog_automation_sensor
+from rosbag_assets.defs.catalog import catalog, catalog_automation_sensor, catalog_removal_sensor
 from rosbag_assets.defs.datasets import reviewed_labels, reviewed_labels_sensor, training_dataset
 from rosbag_assets.defs.jobs import STEP_EXECUTOR, drive_assets, process_drive
 from rosbag_assets.defs.models import detector_export, detector_model, models_automation_sensor
@@ -38,6 +38,7 @@ defs = dg.Definitions(
         models_automation_sensor,
         reviewed_labels_sensor,
         catalog_automation_sensor,
+        catalog_removal_sensor,
     ],
     resources={"storage": storage_from_env(), "compute": compute_from_env()},
 )

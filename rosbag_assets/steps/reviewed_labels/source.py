@@ -30,6 +30,8 @@ def resolve_file(file: str, roots: list[str], endpoint_url: str | None = None) -
         raise OutsideRootError(f"{redact(file)}: no root is configured to import reviewed labels from")
     if file.startswith("s3://"):
         bucket, key = parse_s3_uri(file)
+        if ".." in key.split("/"):  # S3 keeps '..' literally, but every tool around it resolves it
+            raise OutsideRootError(f"{redact(file)} has a '..' segment; it is not read")
         for root in (r for r in roots if r.startswith("s3://")):
             rbucket, prefix = parse_s3_uri(root)
             if rbucket == bucket and (not prefix or key.startswith(prefix + "/")):

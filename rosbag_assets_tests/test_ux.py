@@ -260,12 +260,14 @@ def test_definitions_describe_and_wire_the_report() -> None:
 
 def test_loading_the_code_location_imports_no_remote_client_or_model_runtime() -> None:
     """Every run worker imports the code location: the AWS/Kubernetes clients (seconds of start-up) are
-    imported only when a step runs on that target, and no model runtime is imported at all."""
+    imported only when a step runs on that target, no model runtime is imported at all, and neither are
+    the data libraries of the steps (the steps' options models, the Launchpad config, are import-light)."""
     remote = ["boto3", "botocore", "dagster_aws", "dagster_k8s", "kubernetes"]
     runtimes = ["torch", "ultralytics", "onnxruntime"]
+    data = ["pandas", "pyarrow", "cv2", "duckdb", "numpy"]
     code = (
         "import sys, rosbag_assets.defs.definitions as d; d.defs.get_repository_def(); "
-        f"print([m for m in {remote + runtimes!r} if m in sys.modules])"
+        f"print([m for m in {remote + runtimes + data!r} if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr[-2000:]

@@ -20,7 +20,7 @@ from rosbag_assets.defs.partitions import drives
 from rosbag_assets.defs.policies import RETRY, check, described, run_step
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.defs.topics import drive_timeline, scenes
-from rosbag_assets.steps.catalog.run import CatalogOptions
+from rosbag_assets.steps.catalog.options import CatalogOptions
 
 CATALOG_GROUP = "catalog"
 

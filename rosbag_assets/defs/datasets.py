@@ -12,13 +12,8 @@ from rosbag_assets.defs.policies import check, launchpad_config, step_asset
 from rosbag_assets.defs.privacy import anonymized_frames
 from rosbag_assets.defs.resources import DriveStorage
 from rosbag_assets.io.storage import redact
-from rosbag_assets.steps.reviewed_labels import (
-    REVIEWS_PREFIX,
-    ReviewedLabelsOptions,
-    drives_named_in,
-    is_review_file,
-)
-from rosbag_assets.steps.training_dataset import TrainingDatasetOptions
+from rosbag_assets.steps.reviewed_labels.options import REVIEWS_PREFIX, ReviewedLabelsOptions
+from rosbag_assets.steps.training_dataset.options import TrainingDatasetOptions
 
 ReviewedLabelsConfig = launchpad_config(ReviewedLabelsOptions)
 TrainingDatasetConfig = launchpad_config(TrainingDatasetOptions)
@@ -59,6 +54,9 @@ training_dataset = step_asset(
     "file names, again whenever the file changes.",
 )
 def reviewed_labels_sensor(context: dg.SensorEvaluationContext, storage: DriveStorage) -> dg.SensorResult:
+    # pandas, only in the process that evaluates the sensor: every run process loads this module
+    from rosbag_assets.steps.reviewed_labels.source import drives_named_in, is_review_file
+
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     output = storage.output()
     known = sorted(context.instance.get_dynamic_partitions(drives.name))

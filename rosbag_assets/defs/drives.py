@@ -1,7 +1,7 @@
 """The drive's recordings: `raw_bags` (inventory) and `extracted_frames`. Thin: the work is in `steps/`."""
 
 from rosbag_assets.defs.policies import check, launchpad_config, step_asset
-from rosbag_assets.steps.extracted_frames import ExtractedFramesOptions
+from rosbag_assets.steps.extracted_frames.options import ExtractedFramesOptions
 
 ExtractedFramesConfig = launchpad_config(ExtractedFramesOptions)
 

@@ -3,8 +3,8 @@ pool, boxes placed on the road). Thin: the work is in `steps/`."""
 
 from rosbag_assets.defs.drives import extracted_frames
 from rosbag_assets.defs.policies import check, launchpad_config, step_asset
-from rosbag_assets.steps.lane_labels import LaneLabelsOptions
-from rosbag_assets.steps.object_labels import ObjectLabelsOptions
+from rosbag_assets.steps.lane_labels_options import LaneLabelsOptions
+from rosbag_assets.steps.object_labels_options import ObjectLabelsOptions
 
 ObjectLabelsConfig = launchpad_config(ObjectLabelsOptions)
 LaneLabelsConfig = launchpad_config(LaneLabelsOptions)

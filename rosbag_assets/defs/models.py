@@ -9,8 +9,8 @@ import dagster as dg
 
 from rosbag_assets.defs.datasets import training_dataset
 from rosbag_assets.defs.policies import check, launchpad_config, step_asset
-from rosbag_assets.steps.detector_export import DetectorExportOptions
-from rosbag_assets.steps.detector_model import DetectorModelOptions
+from rosbag_assets.steps.detector_export_options import DetectorExportOptions
+from rosbag_assets.steps.detector_model_options import DetectorModelOptions
 
 MODELS_GROUP = "models"
 

@@ -3,7 +3,7 @@
 from rosbag_assets.defs.drives import extracted_frames
 from rosbag_assets.defs.labels import object_labels
 from rosbag_assets.defs.policies import check, launchpad_config, step_asset
-from rosbag_assets.steps.anonymized_frames import AnonymizedFramesOptions
+from rosbag_assets.steps.anonymized_frames_options import AnonymizedFramesOptions
 
 AnonymizedFramesConfig = launchpad_config(AnonymizedFramesOptions)
 

@@ -9,9 +9,9 @@ from rosbag_assets.defs.drives import extracted_frames, raw_bags
 from rosbag_assets.defs.labels import lane_labels, object_labels
 from rosbag_assets.defs.policies import check, launchpad_config, step_asset
 from rosbag_assets.steps.drive_timeline.options import DriveTimelineOptions, SignalRule
-from rosbag_assets.steps.foxglove import FoxgloveOptions
-from rosbag_assets.steps.scenes import ScenesOptions
-from rosbag_assets.steps.topic_tables import TopicTablesOptions
+from rosbag_assets.steps.foxglove_options import FoxgloveOptions
+from rosbag_assets.steps.scenes_options import ScenesOptions
+from rosbag_assets.steps.topic_tables.options import TopicTablesOptions
 
 TopicTablesConfig = launchpad_config(TopicTablesOptions)
 ScenesConfig = launchpad_config(ScenesOptions)

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rosbag_assets.io import publish
 from rosbag_assets.io.storage import join_key
 from rosbag_assets.steps import report
 from rosbag_assets.steps.detector_data import class_names, dataset_images, fetch_dataset, present_splits
-from rosbag_assets.steps.detector_model import NAME_PATTERN, model_prefix
+from rosbag_assets.steps.detector_export_options import DetectorExportOptions, ExportFormat
+from rosbag_assets.steps.detector_model import model_prefix
 from rosbag_assets.steps.detector_parity import (
     FORMAT_NAMES,
     ParityReport,
@@ -43,47 +43,9 @@ from rosbag_assets.steps.runtime import configure_ultralytics
 from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.vision.detection import _precision_kwargs, export_onnx, pick_device
 
-ExportFormat = Literal["onnx", "tflite", "engine"]
-
 
 class ExportUnavailable(RuntimeError):
     """This format cannot be exported in this environment (no CUDA, a missing package); the export is skipped."""
-
-
-class DetectorExportOptions(BaseModel):
-    """`detector_export`'s options (also its Launchpad config): formats, size, and parity tolerances."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str = Field(
-        "default", pattern=NAME_PATTERN, description="Name of the dataset whose model to export."
-    )
-    formats: list[str] = Field(
-        default_factory=lambda: ["onnx", "tflite", "engine"],
-        description="Export formats: onnx, tflite (needs litert-torch), engine (TensorRT, needs CUDA).",
-    )
-    imgsz: int = Field(640, ge=32, description="Export input size (pixels, square).")
-    device: str | None = Field(
-        None,
-        description="Device of PyTorch reference predictions and TensorRT; default: cuda:0 if available.",
-    )
-    half: bool = Field(True, description="TensorRT engine in FP16.")
-    parity_conf: float = Field(0.25, gt=0, lt=1, description="Reference boxes: PyTorch boxes at this conf+.")
-    parity_conf_slack: float = Field(
-        0.05, ge=0, lt=1, description="A matching box may score this much below parity_conf."
-    )
-    parity_iou: float = Field(0.9, gt=0, le=1, description="IoU a matched pair needs (same class).")
-    parity_min_recall: float = Field(0.95, gt=0, le=1, description="Matched share needed both ways.")
-    parity_max_conf_delta: float = Field(0.05, ge=0, description="Largest confidence gap of a matched pair.")
-    parity_max_images: int = Field(50, ge=1, description="Validation images the parity check runs on.")
-
-    @field_validator("formats")
-    @classmethod
-    def _known_formats(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(get_args(ExportFormat)))
-        if unknown:
-            raise ValueError(f"unknown export formats {unknown}; known: {list(get_args(ExportFormat))}")
-        return value
 
 
 @dataclass

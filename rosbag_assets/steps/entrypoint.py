@@ -58,11 +58,11 @@ def run_step(params: Mapping[str, Any], log: report.StepLog | None = None) -> re
 # Each step's plain-Python runner, imported only when that step runs (a step's process pays for its own imports).
 RUNNERS = {
     "raw_bags": "rosbag_assets.steps.raw_bags:run_raw_bags",
-    "extracted_frames": "rosbag_assets.steps.extracted_frames:run_extracted_frames",
+    "extracted_frames": "rosbag_assets.steps.extracted_frames.run:run_extracted_frames",
     "object_labels": "rosbag_assets.steps.object_labels:run_object_labels",
     "lane_labels": "rosbag_assets.steps.lane_labels:run_lane_labels",
     "anonymized_frames": "rosbag_assets.steps.anonymized_frames:run_anonymized_frames",
-    "reviewed_labels": "rosbag_assets.steps.reviewed_labels:run_reviewed_labels",
+    "reviewed_labels": "rosbag_assets.steps.reviewed_labels.run:run_reviewed_labels",
     "drive_report": "rosbag_assets.steps.drive_report:run_drive_report",
     "topic_tables": "rosbag_assets.steps.topic_tables.run:run_topic_tables",
     "drive_timeline": "rosbag_assets.steps.drive_timeline.run:run_drive_timeline",

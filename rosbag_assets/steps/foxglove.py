@@ -13,23 +13,15 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.foxglove_mcap import write_foxglove_mcap
 from rosbag_assets.io.storage import join_key
 from rosbag_assets.steps import report
+from rosbag_assets.steps.foxglove_options import FoxgloveOptions
 from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.vision import preview
 from rosbag_assets.vision.foxglove_frame import draw_foxglove_frame
-
-
-class FoxgloveOptions(BaseModel):
-    """What goes into the drive's MCAP (also the Launchpad config of the asset)."""
-
-    model_config = ConfigDict(extra="forbid")
-    topics: list[str] | None = Field(None, description="only frames of these camera topics; default: all")
-    compression: str | None = Field("zstd", description="MCAP chunk compression: zstd, lz4 or none")
 
 
 @step_runner(FoxgloveOptions)

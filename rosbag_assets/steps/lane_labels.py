@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from rosbag_assets.io import frames
 from rosbag_assets.steps import report
+from rosbag_assets.steps.lane_labels_options import LaneLabelsOptions
 from rosbag_assets.steps.progress import Progress, topic_totals
 from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.vision import preview
@@ -26,27 +26,6 @@ LANE_COLUMNS = [
 ]
 ROAD_COLUMNS = [*frames.FRAME_REF_COLUMNS, "drivable_fraction", "drivable_png"]
 PREVIEW_TILES = 12
-
-
-class LaneLabelsOptions(BaseModel):
-    """How `lane_labels` finds lanes (also the Launchpad config of the asset)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    backend: str = Field(
-        default="twinlitenet",
-        description="Lane backend registered in rosbag_assets.vision.lanes: twinlitenet (learned lanes and "
-        "drivable area, shipped) or opencv-hough (classical); see README 'Labels'.",
-    )
-    backend_options: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword options passed to the backend's constructor."
-    )
-    topics: list[str] | None = Field(default=None, description="Only these topics; default: all colour.")
-    max_frames: int | None = Field(
-        default=None, gt=0, description="At most this many frames, spread evenly over the drive."
-    )
-    batch_size: int = Field(default=16, gt=0, description="Frames decoded ahead per batch.")
-    workers: int = Field(default=0, ge=0, description="Frame-decoding threads; 0 = all cores.")
 
 
 @step_runner(LaneLabelsOptions)

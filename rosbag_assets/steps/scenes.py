@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rosbag_assets.io.tables import Table, read_table
 from rosbag_assets.steps import report
+from rosbag_assets.steps.scenes_options import ScenesOptions
 from rosbag_assets.steps.sql import column_refs
 from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.vision import preview
@@ -40,17 +41,6 @@ class SceneRule(BaseModel):
     min_duration_s: float = Field(0.0, ge=0)
     merge_gap_s: float = Field(0.0, ge=0)
     pad_s: float = Field(0.0, ge=0)
-
-
-class ScenesOptions(BaseModel):
-    """Which scene rules `scenes` runs: the step's options and the asset's Launchpad config."""
-
-    model_config = ConfigDict(extra="forbid")
-    rules_file: str | None = Field(
-        None,
-        description="YAML file of extra scene rules (same shape as steps/scene_rules.yaml); same name wins",
-    )
-    defaults: bool = Field(True, description="also run the shipped default rules")
 
 
 def default_rules_path() -> Path:

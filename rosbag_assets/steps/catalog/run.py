@@ -21,12 +21,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
 
 from rosbag_assets.io import publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
 from rosbag_assets.steps.catalog.db import EXPORT_PREFIX, export_key, remove_drive, upsert_drive
+from rosbag_assets.steps.catalog.options import CatalogOptions
 from rosbag_assets.steps.catalog.schema import (
     DERIVED_TABLES,
     SOURCE_TABLES,
@@ -56,14 +56,6 @@ EXAMPLE_WHERE = "class_name = 'person' AND speed_mps > 5"
 SUMMARY_DRIVES = 100  # drives listed in the metadata table (updated and removed first)
 OVERVIEW_DRIVES = 15  # drives drawn in the overview picture (the latest recorded)
 OVERVIEW_KEY = join_key(EXPORT_PREFIX, "overview.png")
-
-
-class CatalogOptions(BaseModel):
-    """How `catalog` updates: the step's options and the asset's Launchpad config."""
-
-    model_config = ConfigDict(extra="forbid")
-    rebuild: bool = Field(False, description="reload every drive, even those whose versions did not change")
-    export_parquet: bool = Field(True, description="also export each updated drive's rows as hive Parquet")
 
 
 def version_column(asset: str) -> str:

@@ -14,9 +14,19 @@ shortest code and the same index serves the asof rule and the per-frame summarie
 Layout: `options` (signals, rules, and `DriveTimelineOptions`, also the asset's Launchpad config),
 `signals` (speed/IMU/GPS samples per source topic), `frames` (per-frame object and lane summaries), `grid`
 (the grid and the interpolate/asof alignment), `run` (the step: published data in, timeline out, checks).
+
+Names below are imported from their module on first use, so that the code location, which imports
+`options` (the Launchpad config), loads without pandas, pyarrow and the like.
 """
 
-from rosbag_assets.steps.drive_timeline.grid import align, build_timeline
-from rosbag_assets.steps.drive_timeline.options import DriveTimelineOptions, SignalRule, TimelineError
+from rosbag_assets.steps.lazy import lazy_exports
 
-__all__ = ["DriveTimelineOptions", "SignalRule", "TimelineError", "align", "build_timeline"]
+_EXPORTS = {
+    "align": "grid",
+    "build_timeline": "grid",
+    "DriveTimelineOptions": "options",
+    "SignalRule": "options",
+    "TimelineError": "options",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:  # pandas only annotates: the code location imports this module (the Launchpad config)
+    import pandas as pd
 
 ODOMETRY_LIKE = ("nav_msgs/Odometry", "geometry_msgs/TwistWithCovarianceStamped")
 TWIST_STAMPED = "geometry_msgs/TwistStamped"

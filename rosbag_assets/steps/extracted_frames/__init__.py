@@ -9,137 +9,33 @@ Layouts: ``shards`` (default) appends frames, in bag order, to tar shards per ba
 (``frames/<bag>/<topic>/shard-00000.tar``, WebDataset-style; ``tar -xf`` gives the files back) and the index
 records each frame's byte range, so a drive is a few large objects instead of millions of small ones;
 ``files`` writes one file per frame.
+
+Layout: `options` (the step's one options model, also the asset's Launchpad config; pydantic only, so the
+code location loads without the libraries below), `bag` (one bag's pass), `wire` (Image message parsing),
+`index` (per-bag parts, the drive index, the commit), `parallel` (bags in processes), `run` (the step).
+Names below are imported from their module on first use.
 """
 
-from __future__ import annotations
+from rosbag_assets.steps.lazy import lazy_exports
 
-import time
-from typing import Any
-
-from rosbag_assets.io import publish
-from rosbag_assets.io.drives import BagRef
-from rosbag_assets.io.storage import Storage
-from rosbag_assets.steps import report, runtime
-from rosbag_assets.steps.extracted_frames.bag import (
-    BagExtraction,
-    FrameWriteError,
-    extract_bag,
-    select_connections,
-    topic_slug,
-)
-from rosbag_assets.steps.extracted_frames.index import (
-    IncompleteDriveError,
-    bags_from_inventory,
-    commit_extracted_frames,
-    incomplete_error,
-    inventory_problems,
-    write_part,
-)
-from rosbag_assets.steps.extracted_frames.options import (
-    COMPRESSED,
-    IMAGE,
-    INDEX_COLUMNS,
-    LAYOUTS,
-    ExtractedFramesOptions,
-)
-from rosbag_assets.steps.extracted_frames.parallel import bag_parallelism, extract_in_processes
-from rosbag_assets.steps.extracted_frames.wire import parse_image_message
-from rosbag_assets.steps.step import Step, step_runner
-
-__all__ = [
-    "COMPRESSED",
-    "IMAGE",
-    "INDEX_COLUMNS",
-    "LAYOUTS",
-    "BagExtraction",
-    "ExtractedFramesOptions",
-    "FrameWriteError",
-    "IncompleteDriveError",
-    "bag_parallelism",
-    "bags_from_inventory",
-    "commit_extracted_frames",
-    "extract_bag",
-    "parse_image_message",
-    "run_extracted_frames",
-    "select_connections",
-    "topic_slug",
-    "write_part",
-]
-
-
-@step_runner(ExtractedFramesOptions)
-def run_extracted_frames(
-    step: Step[ExtractedFramesOptions],
-    source: Storage,
-    version: str | None = None,
-    bag_names: list[str] | None = None,
-    commit: bool = True,
-) -> report.StepResult:
-    """Extract frames of the drive's readable bags (or only `bag_names`), then commit unless told not to.
-
-    With ``commit=False`` and a shared `version`, several workers (e.g. one Batch array child per bag) can
-    each write their bag's part; a final call with ``bag_names=[]`` and ``commit=True`` merges and commits.
-
-    Bags the inventory found unreadable or readable only in part fail the step before anything is
-    extracted (IncompleteDriveError naming each one) unless `allow_partial` is set. A failed run started
-    here removes its own draft; the version that was current stays current.
-    """
-    drive, opts, log = step.drive, step.options, step.log
-    runtime.tune_allocator()  # also for in-process runs that skip the entry point
-    _, inventory = step.current("raw_bags")
-    bags = bags_from_inventory(inventory)
-    problems = inventory_problems(inventory)
-    if problems and commit and not opts.allow_partial:
-        raise incomplete_error(drive, problems, "found by raw_bags")
-    unreadable = [p for p in problems if p["bag"] not in {b.name for b in bags}]
-    staging = publish.begin(step.output, step.key("extracted_frames"), step.run_id, version)
-    try:
-        return _extract_and_commit(step, source, staging, bags, bag_names, commit, unreadable, inventory)
-    except BaseException:
-        if version is None and not staging.storage.exists(staging.key(publish.MANIFEST)):
-            try:  # our own draft, never committed: free its space (a full disk, an incomplete drive)
-                staging.abort()
-            except Exception as exc:
-                log.warning(f"could not remove the failed draft {staging.uri()}: {exc}")
-        raise
-
-
-def _extract_and_commit(
-    step: Step[ExtractedFramesOptions],
-    source: Storage,
-    staging: publish.Draft,
-    bags: list[BagRef],
-    bag_names: list[str] | None,
-    commit: bool,
-    unreadable: list[dict[str, str]],
-    inventory: dict[str, Any],
-) -> report.StepResult:
-    drive, opts, log = step.drive, step.options, step.log
-    todo = bags if bag_names is None else [b for b in bags if b.name in bag_names]
-    if bag_names is not None and len(todo) != len(bag_names):
-        unknown = sorted(set(bag_names) - {b.name for b in bags})
-        raise ValueError(f"drive {drive}: bags {unknown} are not readable bags of the inventory")
-    sizes = {b["name"]: int(b.get("bytes") or 0) for b in inventory["bags"]}
-    parallel = bag_parallelism(opts.bag_workers, [sizes.get(b.name, 0) for b in todo])
-    if parallel <= 1:
-        for bag in todo:
-            write_part(
-                staging,
-                bag,
-                extract_bag(drive=drive, source=source, bag=bag, staging=staging, opts=opts, log=log),
-            )
-    else:
-        extract_in_processes(drive, source, todo, staging, opts, parallel, log)
-    if not commit:
-        return report.StepResult(
-            metadata={"bags_extracted": report.integer(len(todo)), "version": report.text(staging.version)}
-        )
-    return commit_extracted_frames(
-        drive=drive,
-        staging=staging,
-        bags=bags,
-        opts=opts,
-        log=log,
-        elapsed_s=time.perf_counter() - step.started,
-        unreadable=unreadable,
-    )
+_EXPORTS = {
+    "BagExtraction": "bag",
+    "FrameWriteError": "bag",
+    "extract_bag": "bag",
+    "select_connections": "bag",
+    "topic_slug": "bag",
+    "IncompleteDriveError": "index",
+    "bags_from_inventory": "index",
+    "commit_extracted_frames": "index",
+    "write_part": "index",
+    "COMPRESSED": "options",
+    "IMAGE": "options",
+    "INDEX_COLUMNS": "options",
+    "LAYOUTS": "options",
+    "ExtractedFramesOptions": "options",
+    "bag_parallelism": "parallel",
+    "parse_image_message": "wire",
+    "run_extracted_frames": "run",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,4 +1,4 @@
-"""What a `reviewed_labels` import reads (also the asset's Launchpad config) and the columns it publishes."""
+"""What a `reviewed_labels` import reads (also the asset's Launchpad config) and where review files land."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rosbag_assets.steps.training_dataset.reviewed import REVIEWED_COLUMNS
-
 ASSET = "reviewed_labels"
-ROW_COLUMNS = [*REVIEWED_COLUMNS, "labeling_job_arn", "import_file", "imported_at"]
 REVIEWS_PREFIX = "reviews"  # under the output root: where the sensor looks for files to import
 
 

@@ -1,25 +1,23 @@
-"""`topic_tables`: every non-image topic of a drive's bags as Parquet tables (see `write` for the layout)."""
+"""`topic_tables`: every non-image topic of a drive's bags as Parquet tables (see `write` for the layout).
 
-from rosbag_assets.steps.topic_tables.options import IMAGE_MSGTYPES, TopicTablesOptions
-from rosbag_assets.steps.topic_tables.plan import HEADER_STAMP, LOG_TIME, UnsupportedFieldError
-from rosbag_assets.steps.topic_tables.summary import TopicTable, TopicTablesSummary
-from rosbag_assets.steps.topic_tables.write import (
-    topic_slug,
-    write_bag_tables,
-    write_drive_topic_tables,
-    write_topic_tables,
-)
+Names below are imported from their module on first use, so that the code location, which imports
+`options` (the Launchpad config), loads without pandas, pyarrow and the like.
+"""
 
-__all__ = [
-    "HEADER_STAMP",
-    "IMAGE_MSGTYPES",
-    "LOG_TIME",
-    "TopicTable",
-    "TopicTablesOptions",
-    "TopicTablesSummary",
-    "UnsupportedFieldError",
-    "topic_slug",
-    "write_bag_tables",
-    "write_drive_topic_tables",
-    "write_topic_tables",
-]
+from rosbag_assets.steps.lazy import lazy_exports
+
+_EXPORTS = {
+    "IMAGE_MSGTYPES": "options",
+    "TopicTablesOptions": "options",
+    "HEADER_STAMP": "plan",
+    "LOG_TIME": "plan",
+    "UnsupportedFieldError": "plan",
+    "TopicTable": "summary",
+    "TopicTablesSummary": "summary",
+    "topic_slug": "write",
+    "write_bag_tables": "write",
+    "write_drive_topic_tables": "write",
+    "write_topic_tables": "write",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -15,7 +15,7 @@ import pandas as pd
 from rosbag_assets.io import frames, publish
 from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
-from rosbag_assets.steps.reviewed_labels import read_current
+from rosbag_assets.steps.reviewed_labels.run import read_current
 from rosbag_assets.steps.step import Step, step_runner
 from rosbag_assets.steps.training_dataset.build import build_dataset
 from rosbag_assets.steps.training_dataset.options import TrainingDatasetOptions

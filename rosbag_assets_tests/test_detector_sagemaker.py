@@ -338,18 +338,20 @@ def test_a_tuning_job_searches_and_its_best_trial_is_published(setup: dict[str, 
 
 
 @pytest.mark.slow
-def test_failing_trials_fail_the_step_with_their_reason(setup: dict[str, Any]) -> None:
-    """Real trials (the entry point's 'train' mode) refuse a range that is no hyperparameter of the step."""
+def test_failing_trials_fail_the_step_with_their_reason(setup: dict[str, Any], tmp_path: Path) -> None:
+    """Real trials (the entry point's 'train' mode) that fail at run time (here: starting weights that are
+    missing, which no check before launch can see) fail the step with the trials' own reason."""
     fake = FakeSageMaker(setup["endpoint"], program=["python", "-c", WORKER])
     FakeSageMakerCompute.fake = fake
-    tuning = {"ranges": [{"name": "warp", "min_value": 0, "max_value": 1}], "max_jobs": 2}
-    res = _materialize(setup, _compute(setup, tuning=tuning), raise_on_error=False)
+    missing = tmp_path / "nowhere" / "base.pt"
+    config = {"optimizer": "SGD", "base_weights": str(missing)}
+    res = _materialize(setup, _compute(setup, tuning={**TUNING, "max_jobs": 2}), config, raise_on_error=False)
     assert not res.success
     assert len(fake.tuning) == 2  # a failed search is not followed by the retry: it searches again
     name = list(fake.tuning)[-1]
     error = _failure(res)
     assert f"SageMaker hyper-parameter tuning job {name} ended Failed" in error
-    assert "tuning range 'warp' is neither a tunable detector_model option" in error
+    assert f"local weights file {missing} does not exist" in error
     assert fake.calls["create_training_job"] == 0  # nothing was published
 
 

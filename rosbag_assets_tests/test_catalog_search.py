@@ -381,12 +381,15 @@ def test_catalog_step_reloads_changed_drives_and_drops_gone_ones(tmp_path: Path,
     first = run_catalog(output=out)
     assert raw(first, "drives_updated") == 3 and raw(first, "drives_total") == 3
     assert all(c.passed for c in first.checks)
-    _assert_overview(first, tmp_path / "out" / "catalog" / "overview.png", db)
+    (first_picture,) = (tmp_path / "out" / "catalog" / "overviews").glob("*.png")
+    _assert_overview(first, first_picture, db)
     d2_loaded = updated_at("d2")
     # a new labels version of d1 only: d1 is reloaded, d2 is not touched
     publish_drive(out, "d1", {"labels": tables["d1"]["labels"].head(7)}, assets=("object_labels",))
     second = run_catalog(output=out)
     assert raw(second, "updated") == ["d1"] and updated_at("d2") == d2_loaded
+    # each update keeps its own picture: the first materialization still shows the catalog as it was then
+    assert first_picture.is_file() and len(list(first_picture.parent.glob("*.png"))) == 2
     assert rows(db, "SELECT drive, count(*) FROM hits GROUP BY drive ORDER BY drive") == [
         ("d1", 7),
         ("d2", 40),
@@ -426,6 +429,32 @@ def test_catalog_step_loads_the_other_drives_when_one_cannot_be_loaded(tmp_path:
     assert "column confidence" in result.metadata["not_loaded"]["raw_value"]["d2"]
     assert result.metadata["updated"]["raw_value"] == ["d1"]
     assert search(tmp_path / "out" / "catalog" / "catalog.duckdb", "true").total == 40
+
+
+def test_catalog_pictures_are_one_per_update_and_only_the_latest_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A served output root links each update's own picture (a browser never shows a cached older one under
+    a reused address); older ones, with their inline copies, are pruned."""
+    from rosbag_assets.io.storage import LocalStorage
+    from rosbag_assets.steps import report
+    from rosbag_assets.steps.catalog import overview
+
+    monkeypatch.setenv(report.OUTPUT_URL_ENV, "http://127.0.0.1:3001")
+    out = LocalStorage(tmp_path / "out")
+    shown = [{"drive": f"d{i}", "duration_s": 10.0, "classes": {"person": (0, i + 1)}} for i in range(3)]
+    keys = []
+    for total in range(3, 8):
+        png, key = overview.store_overview(out, shown, total)
+        keys.append(key)
+        value = report.picture(png, "drives", key, "image/png", out)["raw_value"]
+        assert value.endswith(f"(http://127.0.0.1:3001/{key})")  # the link opens this update's picture
+        assert out.exists(report.inline_key(key))
+    assert len(set(keys)) == 5  # the totals differ, so do the pictures and their names
+    deleted = overview.prune_overviews(out, keep=2)
+    assert sorted(deleted) == sorted(k for key in keys[:3] for k in (key, report.inline_key(key)))
+    left = sorted(f.key for f in out.list_files(overview.OVERVIEW_DIR))
+    assert left == sorted(k for key in keys[3:] for k in (key, report.inline_key(key)))
 
 
 def test_search_starts_without_pandas_or_opencv() -> None:

@@ -27,6 +27,12 @@ from rosbag_assets.io.storage import Storage, join_key
 from rosbag_assets.steps import report
 from rosbag_assets.steps.catalog.db import EXPORT_PREFIX, export_key, remove_drive, upsert_drive
 from rosbag_assets.steps.catalog.options import CatalogOptions
+from rosbag_assets.steps.catalog.overview import (
+    OVERVIEW_DRIVES,
+    overview_rows,
+    prune_overviews,
+    store_overview,
+)
 from rosbag_assets.steps.catalog.schema import (
     DERIVED_TABLES,
     SOURCE_TABLES,
@@ -36,8 +42,6 @@ from rosbag_assets.steps.catalog.schema import (
     table_columns,
 )
 from rosbag_assets.steps.step import Step, step_runner
-from rosbag_assets.vision.catalog_chart import draw_catalog_overview
-from rosbag_assets.vision.preview import png_bytes
 
 DB_KEY = join_key(EXPORT_PREFIX, "catalog.duckdb")
 LEGACY_STATE_KEY = join_key(EXPORT_PREFIX, "state.json")  # versions lived here before the drives table
@@ -54,8 +58,6 @@ SOURCES: dict[str, tuple[str, str]] = {
 UPSTREAM = tuple(dict.fromkeys(asset for asset, _ in SOURCES.values()))
 EXAMPLE_WHERE = "class_name = 'person' AND speed_mps > 5"
 SUMMARY_DRIVES = 100  # drives listed in the metadata table (updated and removed first)
-OVERVIEW_DRIVES = 15  # drives drawn in the overview picture (the latest recorded)
-OVERVIEW_KEY = join_key(EXPORT_PREFIX, "overview.png")
 
 
 def version_column(asset: str) -> str:
@@ -159,8 +161,7 @@ def run_catalog(
         summary = drive_summary(db_path)
         checks = catalog_checks(summary, current, failed)
         shown = overview_rows(db_path, OVERVIEW_DRIVES)
-    overview = png_bytes(draw_catalog_overview(shown, len(summary)))
-    output.write_bytes(OVERVIEW_KEY, overview)
+    overview, overview_key = store_overview(output, shown, len(summary))
     rows = {name: int(sum(r.get(f"{name}_rows") or 0 for r in summary.values())) for name in _COUNTED}
     metadata = {
         "drives_updated": report.integer(len(changed) - len(failed)),
@@ -174,9 +175,10 @@ def run_catalog(
         "drives": drives_table(output, summary, [*changed, *gone], exported=export is not None),
         "db": report.uri_value(output.uri(DB_KEY)),
         "search_example": report.md(f"```\n{search_command(output, local_db)}\n```"),
-        "overview": report.picture(overview, "drives in the catalog", OVERVIEW_KEY, "image/png", output),
+        "overview": report.picture(overview, "drives in the catalog", overview_key, "image/png", output),
         "elapsed_s": step.elapsed(),
     }
+    prune_overviews(output)
     if failed:
         metadata["not_loaded"] = report.json_value(failed)
     return report.StepResult(metadata=metadata, checks=checks)
@@ -195,33 +197,6 @@ def drive_summary(db_path: Path) -> dict[str, dict[str, Any]]:
     finally:
         con.close()
     return {r["drive"]: {**r, "drives_rows": 1} for r in records}
-
-
-def overview_rows(db_path: Path, limit: int) -> list[dict[str, Any]]:
-    """The `limit` latest recorded drives (by their first bag's start), each with its recorded seconds and
-    boxes per class, for `draw_catalog_overview`: two grouped scans whatever the catalog's size."""
-    con = connect(db_path, read_only=True)
-    try:
-        have = existing_tables(con)
-        if "bags" not in have:
-            return []
-        rows = con.execute(
-            "SELECT drive, sum(end_ns - start_ns) / 1e9 FROM bags GROUP BY drive "
-            "ORDER BY min(start_ns) DESC NULLS LAST, drive LIMIT ?",
-            [limit],
-        ).fetchall()
-        drives = {d: {"drive": d, "duration_s": seconds, "classes": {}} for d, seconds in rows}
-        if drives and "labels" in have and {"class_id", "class_name"} <= set(table_columns(con, "labels")):
-            counts = con.execute(
-                "SELECT drive, class_name, min(class_id), count(*) FROM labels "
-                f"WHERE drive IN ({', '.join('?' * len(drives))}) AND class_name IS NOT NULL GROUP BY ALL",
-                list(drives),
-            ).fetchall()
-            for drive, name, class_id, n in counts:
-                drives[drive]["classes"][str(name)] = (int(class_id or 0), int(n))
-    finally:
-        con.close()
-    return list(drives.values())
 
 
 def catalog_checks(

@@ -273,6 +273,29 @@ def bench_cli(work: Path, repeats: int = 1) -> dict[str, Any]:
     return row
 
 
+def bench_code_location(repeats: int = 5) -> dict[str, Any]:
+    """CPU-s of loading the code location (every run process does) against bare ``import dagster`` (its
+    floor), alternating, medians of `repeats` fresh interpreters each: the ratio is what our modules add."""
+    env = {**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"}
+    commands = {
+        "import_dagster": [sys.executable, "-c", "import dagster"],
+        "code_location": [
+            sys.executable, "-c",
+            "import rosbag_assets.defs.definitions as d; d.defs.get_repository_def()",
+        ],
+    }  # fmt: skip
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, cmd in commands.items():
+            cpu[name].append(_timed(cmd, env)[1])
+    dagster, ours = statistics.median(cpu["import_dagster"]), statistics.median(cpu["code_location"])
+    return {
+        "import_dagster_cpu_s": round(dagster, 2),
+        "code_location_cpu_s": round(ours, 2),
+        "code_location_vs_import_dagster": round(ours / dagster, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -282,6 +305,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     row = {} if args.cli_only else bench_overhead(args.work, args.repeats)
     row.update(bench_cli(args.work / "cli", max(1, args.repeats // 2)))
+    row.update(bench_code_location())
     print(json.dumps(row, indent=2))
 
 

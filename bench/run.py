@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print_table([results["anon"]], list(results["anon"]))
     if "scan" not in skip:
-        from bench.overhead import bench_cli, bench_overhead
+        from bench.overhead import bench_cli, bench_code_location, bench_overhead
         from bench.scan import bench_scan
 
         results["scan"] = bench_scan(work, args.drives)
@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table([results["scan"]], list(results["scan"]))
         results["overhead"] = bench_overhead(work, args.repeat)
         results["overhead"].update(bench_cli(work / "cli", 1))
+        results["overhead"].update(bench_code_location())
         print("\n## orchestration: per-partition overhead of a local materialization")
         print_table([results["overhead"]], list(results["overhead"]))
     (work / "results.json").write_text(json.dumps(results, indent=2))
